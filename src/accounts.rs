@@ -1,0 +1,195 @@
+//! Users, their password hashes, session tokens and the failed-login limiter.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+
+use crate::chat::Peer;
+
+/// Failed logins in a row after which a name is limited.
+const MAX_FAILURES: u32 = 5;
+/// How long a limited name answers `rate_limited`.
+const LIMIT_TIME: Duration = Duration::from_secs(60);
+/// Direct messages kept for a user who is offline; older ones are dropped.
+pub(crate) const INBOX_CAP: usize = 1000;
+/// Entries the failed-login table holds before expired ones are swept.
+const FAILURES_SWEEP_AT: usize = 10_000;
+
+/// A registered user.
+pub(crate) struct User {
+    pub(crate) name: String,
+    /// bcrypt hash of the password.
+    pub(crate) hash: String,
+    /// The connections logged in as this user right now.
+    pub(crate) online: Mutex<Vec<Peer>>,
+    /// The rooms the user is a member of (kept with each room's member list, under the
+    /// room's lock).
+    pub(crate) rooms: Mutex<BTreeSet<String>>,
+    /// `dm` events that arrived while no connection was logged in.
+    pub(crate) inbox: Mutex<VecDeque<Bytes>>,
+}
+
+/// A session token's SHA-256: what the server keeps instead of the token.
+pub(crate) type TokenHash = [u8; 32];
+
+struct SessionRecord {
+    user: Arc<User>,
+    /// Connections logged in through this token.
+    live: usize,
+    /// When the last connection stopped using it.
+    idle_since: Instant,
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    limited_until: Option<Instant>,
+}
+
+/// Every account and session.
+pub(crate) struct Accounts {
+    users: RwLock<HashMap<String, Arc<User>>>,
+    sessions: Mutex<HashMap<TokenHash, SessionRecord>>,
+    failures: Mutex<HashMap<String, Failures>>,
+    session_ttl: Duration,
+}
+
+/// The name is taken.
+#[derive(Debug)]
+pub(crate) struct UserExists;
+
+impl Accounts {
+    pub(crate) fn new(session_ttl: Duration) -> Accounts {
+        Accounts {
+            users: RwLock::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            session_ttl,
+        }
+    }
+
+    pub(crate) fn user(&self, name: &str) -> Option<Arc<User>> {
+        self.users.read().get(name).cloned()
+    }
+
+    /// Registers a user whose password was hashed to `hash`.
+    pub(crate) fn insert(&self, name: &str, hash: String) -> Result<Arc<User>, UserExists> {
+        let mut users = self.users.write();
+        if users.contains_key(name) {
+            return Err(UserExists);
+        }
+        let user = Arc::new(User {
+            name: name.to_owned(),
+            hash,
+            online: Mutex::new(Vec::new()),
+            rooms: Mutex::new(BTreeSet::new()),
+            inbox: Mutex::new(VecDeque::new()),
+        });
+        users.insert(name.to_owned(), Arc::clone(&user));
+        Ok(user)
+    }
+
+    /// Whether logins for `name` are refused for now (5 failures in a row).
+    pub(crate) fn login_limited(&self, name: &str) -> bool {
+        let mut failures = self.failures.lock();
+        let Some(entry) = failures.get_mut(name) else {
+            return false;
+        };
+        match entry.limited_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                failures.remove(name);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a finished login attempt for `name`.
+    pub(crate) fn record_login(&self, name: &str, ok: bool) {
+        let mut failures = self.failures.lock();
+        if ok {
+            failures.remove(name);
+            return;
+        }
+        if failures.len() >= FAILURES_SWEEP_AT {
+            let now = Instant::now();
+            failures.retain(|_, f| f.limited_until.is_some_and(|until| until > now));
+        }
+        let entry = failures.entry(name.to_owned()).or_default();
+        if entry.limited_until.is_some() {
+            return;
+        }
+        entry.count += 1;
+        if entry.count >= MAX_FAILURES {
+            entry.limited_until = Some(Instant::now() + LIMIT_TIME);
+        }
+    }
+
+    /// Issues a new session token for `user`, counted as used by one connection.
+    pub(crate) fn new_session(&self, user: &Arc<User>) -> (String, TokenHash) {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).expect("the OS random source failed");
+        let token = hex(&raw);
+        let hash = token_hash(&token);
+        let mut sessions = self.sessions.lock();
+        let now = Instant::now();
+        let ttl = self.session_ttl;
+        sessions.retain(|_, s| s.live > 0 || now.duration_since(s.idle_since) < ttl);
+        sessions.insert(
+            hash,
+            SessionRecord {
+                user: Arc::clone(user),
+                live: 1,
+                idle_since: now,
+            },
+        );
+        (token, hash)
+    }
+
+    /// The user of a live, unexpired token; counts one more connection using it.
+    pub(crate) fn resume(&self, token: &str) -> Option<(Arc<User>, TokenHash)> {
+        let hash = token_hash(token);
+        let mut sessions = self.sessions.lock();
+        let record = sessions.get_mut(&hash)?;
+        if record.live == 0 && record.idle_since.elapsed() >= self.session_ttl {
+            sessions.remove(&hash);
+            return None;
+        }
+        record.live += 1;
+        Some((Arc::clone(&record.user), hash))
+    }
+
+    /// A connection stopped using the token (logged in as someone else, or closed).
+    pub(crate) fn release(&self, hash: &TokenHash) {
+        if let Some(record) = self.sessions.lock().get_mut(hash) {
+            record.live = record.live.saturating_sub(1);
+            if record.live == 0 {
+                record.idle_since = Instant::now();
+            }
+        }
+    }
+
+    /// `logout`: no later `resume` accepts the token.
+    pub(crate) fn revoke(&self, hash: &TokenHash) {
+        self.sessions.lock().remove(hash);
+    }
+}
+
+fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}

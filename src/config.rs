@@ -1,0 +1,83 @@
+//! Server settings, with the defaults PROTOCOL.md names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the server does with the bytes it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The chat protocol: newline-delimited JSON requests, responses and events.
+    Chat,
+    /// Every byte is written back unchanged.
+    Echo,
+}
+
+/// Where chat state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Nothing touches the disk; everything is lost when the server stops.
+    InMemory,
+    /// A data directory (created if missing).
+    Dir(PathBuf),
+}
+
+/// Everything a [`crate::Server`] can be told. `Config::default()` is what
+/// `parlor serve` runs with when given no flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Chat or echo.
+    pub mode: Mode,
+    /// Number of worker threads that read, parse and handle frames.
+    pub workers: usize,
+    /// Longest frame accepted, newline included, in bytes.
+    pub max_frame: usize,
+    /// Bytes that may wait in one connection's outbound queue before it is cut off
+    /// as a slow consumer.
+    pub max_outbound: usize,
+    /// Longest message text, in bytes.
+    pub max_text: usize,
+    /// Messages per room kept in memory for `history`.
+    pub history_len: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// A session token unused by any connection for this long expires.
+    pub session_ttl: Duration,
+    /// Most connections open at once; more are refused.
+    pub max_conns: usize,
+    /// bcrypt cost factor for new password hashes.
+    pub bcrypt_cost: u32,
+    /// Threads that hash passwords, apart from the workers.
+    pub hash_threads: usize,
+    /// Password-hashing requests that may wait for a hashing thread before new ones
+    /// are answered `server_busy`.
+    pub hash_queue: usize,
+    /// Where chat state is kept.
+    pub storage: Storage,
+}
+
+/// The default listening address, `127.0.0.1:7878`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            mode: Mode::Chat,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_frame: 65536,
+            max_outbound: 4 << 20,
+            max_text: 16384,
+            history_len: 1000,
+            idle_timeout: Duration::from_secs(300),
+            session_ttl: Duration::from_secs(24 * 3600),
+            max_conns: 10_000,
+            bcrypt_cost: 12,
+            hash_threads: 1,
+            hash_queue: 64,
+            storage: Storage::Dir(PathBuf::from("parlor-data")),
+        }
+    }
+}

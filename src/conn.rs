@@ -1,0 +1,625 @@
+//! One client connection as the transport sees it: its socket, its inbound buffer,
+//! its bounded outbound queue, and the scheduling state that keeps at most one job
+//! per connection alive.
+//!
+//! Invariants (the poller, the workers and every service rely on them):
+//! - At most one job per connection exists at any time: `Ctl::job` moves
+//!   Idle -> Queued -> Running -> Idle under the `ctl` lock, and only the thread that
+//!   moved it to Queued sends the connection to the worker pool.
+//! - The poller interest is only ever changed under the `ctl` lock, computed from the
+//!   whole wanted state (`read_wanted`, `want_write`), so a concurrent arm can never
+//!   drop the other's interest. A job that is queued or running owns the re-arm.
+//! - The socket is `delete`d from the poller before it is dropped: `close` deletes it,
+//!   and `Drop` deletes it again for any path that did not close (e.g. shutdown).
+//! - Poller keys are never reused: they come from a counter.
+//! - No connection lock is held while the connections-map lock is taken, and the `out`
+//!   and `ctl` locks are never held together.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use polling::Event;
+
+use crate::reactor::Reactor;
+use crate::service::Service;
+
+/// Why a connection is closed; chat mode tells the client in a `closing` event for
+/// the reasons it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// The client closed its side or reset the connection.
+    Eof,
+    /// The client asked to (`quit`).
+    Quit,
+    /// The outbound queue passed `max_outbound`.
+    SlowConsumer,
+    /// Nothing was received for `idle_timeout`.
+    IdleTimeout,
+    /// The server is stopping.
+    Shutdown,
+    /// A socket error.
+    Error,
+}
+
+impl CloseReason {
+    /// The name logged, and sent in `closing` where the protocol defines one.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Quit => "quit",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+/// Work waiting for a connection's job, as bits.
+pub(crate) mod pending {
+    /// The socket was reported readable (or reading should resume).
+    pub const READ: u8 = 1;
+    /// The socket was reported writable.
+    pub const WRITE: u8 = 2;
+    /// The service asked to be called back (e.g. a password hash finished).
+    pub const WAKE: u8 = 4;
+    /// The connection must close now.
+    pub const CLOSE: u8 = 8;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Idle,
+    Queued,
+    Running,
+}
+
+struct Ctl {
+    job: Job,
+    pending: u8,
+    close_reason: Option<CloseReason>,
+    /// The service waits for something else (e.g. a password hash) before it reads on.
+    parked: bool,
+    /// The outbound queue is full: reading more would only grow it (echo backpressure).
+    blocked: bool,
+    /// Closing once the queue drains: nothing more is read.
+    finishing: bool,
+    /// A write hit `WouldBlock` with data left.
+    want_write: bool,
+    closed: bool,
+}
+
+struct Outbound {
+    queue: VecDeque<Bytes>,
+    /// Bytes of `queue[0]` already written.
+    head_written: usize,
+    /// Bytes queued and not yet written.
+    queued: usize,
+    /// A thread is writing outside the lock; others leave the flush to it.
+    writing: bool,
+    /// Close once everything queued is written (quit, echo EOF, shutdown).
+    close_when_drained: Option<CloseReason>,
+    /// Reading stopped because the queue was full (echo backpressure).
+    read_blocked: bool,
+    /// No more frames are accepted: the connection is being closed.
+    dead: bool,
+}
+
+/// What happened to a frame handed to [`Conn::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The queue was empty: the pusher must see that it is flushed.
+    First,
+    /// Queued behind others; whoever queued the first one flushes.
+    Queued,
+    /// Not queued: the connection is closing, or just became a slow consumer.
+    Dropped,
+}
+
+/// Bytes received and not yet consumed by the service.
+///
+/// Allocated on demand and freed when empty at the end of a job, so idle connections
+/// hold no buffer.
+#[derive(Default)]
+pub(crate) struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl InBuf {
+    /// Unconsumed bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` bytes as consumed.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once from `socket`, growing the buffer up to `limit` bytes of unconsumed
+    /// data (the caller consumes before the limit is reached, so a read always has room).
+    fn read_from(&mut self, mut socket: &TcpStream, limit: usize) -> io::Result<usize> {
+        if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let want = (self.buf.len() * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
+            self.buf.resize(want.max(self.end + 1), 0);
+        }
+        let n = socket.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Frees the buffer if nothing is left in it, so idle connections hold none.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.start == self.end && !self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+}
+
+/// A service's per-connection state and the inbound bytes it works on, locked together
+/// by the job that holds the connection.
+pub(crate) struct Io<S: Service> {
+    pub(crate) inbuf: InBuf,
+    pub(crate) session: S::Session,
+}
+
+/// A client connection. Shared (`Arc`) between the poller's map, the job queue and
+/// whatever service state routes frames to it (e.g. a chat user's online connections).
+pub(crate) struct Conn<S: Service> {
+    /// The poller key: unique for the life of the server.
+    pub(crate) key: usize,
+    /// The client's address, for logs and per-IP limits.
+    pub(crate) peer: SocketAddr,
+    socket: TcpStream,
+    reactor: Arc<Reactor<S>>,
+    ctl: Mutex<Ctl>,
+    out: Mutex<Outbound>,
+    /// Milliseconds (reactor clock) of the last byte received, for the idle timeout.
+    last_input: AtomicU64,
+    pub(crate) io: Mutex<Io<S>>,
+}
+
+/// Connections whose outbound queue got its first frame during a job, to flush once at
+/// its end: one write call for everything a batch of requests produced.
+pub(crate) struct Flusher<S: Service> {
+    dirty: Vec<Arc<Conn<S>>>,
+    scratch: Vec<Bytes>,
+}
+
+impl<S: Service> Default for Flusher<S> {
+    fn default() -> Self {
+        Flusher {
+            dirty: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<S: Service> Flusher<S> {
+    /// A reusable vector for the frames of one write call.
+    pub(crate) fn scratch(&mut self) -> &mut Vec<Bytes> {
+        &mut self.scratch
+    }
+
+    /// Writes out every connection that got frames since the last call.
+    pub(crate) fn flush_all(&mut self) {
+        while let Some(conn) = self.dirty.pop() {
+            conn.flush(&mut self.scratch);
+        }
+    }
+}
+
+/// Frames gathered into one `write_vectored` call.
+const MAX_IOV: usize = 64;
+
+impl<S: Service> Conn<S> {
+    pub(crate) fn new(
+        key: usize,
+        socket: TcpStream,
+        peer: SocketAddr,
+        reactor: Arc<Reactor<S>>,
+        session: S::Session,
+    ) -> Self {
+        let now = reactor.now_ms();
+        Conn {
+            key,
+            peer,
+            socket,
+            reactor,
+            ctl: Mutex::new(Ctl {
+                job: Job::Idle,
+                pending: 0,
+                close_reason: None,
+                parked: false,
+                blocked: false,
+                finishing: false,
+                want_write: false,
+                closed: false,
+            }),
+            out: Mutex::new(Outbound {
+                queue: VecDeque::new(),
+                head_written: 0,
+                queued: 0,
+                writing: false,
+                close_when_drained: None,
+                read_blocked: false,
+                dead: false,
+            }),
+            last_input: AtomicU64::new(now),
+            io: Mutex::new(Io {
+                inbuf: InBuf::default(),
+                session,
+            }),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// Milliseconds since the last byte arrived from the client.
+    pub(crate) fn idle_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_input.load(Ordering::Relaxed))
+    }
+
+    /// Queues a frame and, if it is the first in the queue, records the connection in
+    /// `flusher` so the current job writes it out at its end.
+    ///
+    /// A queue that would grow past `max_outbound` makes this a slow consumer: it is
+    /// closed, and nobody else waits for it.
+    pub(crate) fn send(self: &Arc<Self>, frame: Bytes, flusher: &mut Flusher<S>) {
+        match self.push(frame, false) {
+            Pushed::First => flusher.dirty.push(Arc::clone(self)),
+            Pushed::Queued | Pushed::Dropped => {}
+        }
+    }
+
+    /// Queues a frame without the `max_outbound` check (echo mode, which stops reading
+    /// instead).
+    pub(crate) fn send_unbounded(self: &Arc<Self>, frame: Bytes, flusher: &mut Flusher<S>) {
+        if self.push(frame, true) == Pushed::First {
+            flusher.dirty.push(Arc::clone(self));
+        }
+    }
+
+    fn push(self: &Arc<Self>, frame: Bytes, unbounded: bool) -> Pushed {
+        let mut out = self.out.lock();
+        if out.dead {
+            return Pushed::Dropped;
+        }
+        if !unbounded && out.queued + frame.len() > self.reactor.max_outbound {
+            drop(out);
+            self.abort(CloseReason::SlowConsumer);
+            return Pushed::Dropped;
+        }
+        out.queued += frame.len();
+        out.queue.push_back(frame);
+        if out.queue.len() == 1 && !out.writing {
+            Pushed::First
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Whether the outbound queue is full enough that reading more would only grow it.
+    pub(crate) fn outbound_full(&self) -> bool {
+        let mut out = self.out.lock();
+        if out.queued >= self.reactor.max_outbound {
+            out.read_blocked = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes now. Arms WRITABLE on
+    /// `WouldBlock`; closes the connection on a write error or once drained if asked.
+    pub(crate) fn flush(self: &Arc<Self>, scratch: &mut Vec<Bytes>) {
+        loop {
+            let head_written;
+            {
+                let mut out = self.out.lock();
+                if out.writing || out.queue.is_empty() {
+                    return;
+                }
+                out.writing = true;
+                head_written = out.head_written;
+                scratch.clear();
+                scratch.extend(out.queue.iter().take(MAX_IOV).cloned());
+            }
+            let result = {
+                let mut slices: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+                for (slot, frame) in slices.iter_mut().zip(scratch.iter()) {
+                    *slot = IoSlice::new(frame);
+                }
+                slices[0] = IoSlice::new(&scratch[0][head_written..]);
+                (&self.socket).write_vectored(&slices[..scratch.len()])
+            };
+            scratch.clear();
+            let mut out = self.out.lock();
+            out.writing = false;
+            match result {
+                Ok(written) => {
+                    out.advance(written);
+                    let resume_reading =
+                        out.read_blocked && out.queued <= self.reactor.max_outbound / 2;
+                    if resume_reading {
+                        out.read_blocked = false;
+                    }
+                    let drained_close = if out.queue.is_empty() {
+                        out.close_when_drained
+                    } else {
+                        None
+                    };
+                    drop(out);
+                    if resume_reading {
+                        self.schedule(pending::READ);
+                    }
+                    if let Some(reason) = drained_close {
+                        self.request_close(reason);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drop(out);
+                    self.want_write();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    out.dead = true;
+                    drop(out);
+                    log::debug!("conn {} write error: {e}", self.key);
+                    self.request_close(CloseReason::Error);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn want_write(&self) {
+        let mut ctl = self.ctl.lock();
+        ctl.want_write = true;
+        if ctl.job == Job::Idle {
+            self.arm(&ctl);
+        }
+    }
+
+    /// Re-arms the poller with the union of what the connection waits for. Called with
+    /// `ctl` held, only when no job owns the connection.
+    fn arm(&self, ctl: &Ctl) {
+        if ctl.closed {
+            return;
+        }
+        let interest = Event::new(self.key, ctl.read_wanted(), ctl.want_write);
+        if let Err(e) = self.reactor.poller.modify(&self.socket, interest) {
+            log::warn!("conn {}: cannot re-arm the poller: {e}", self.key);
+        }
+    }
+
+    /// Adds work for the connection's job, queueing the job if none exists.
+    pub(crate) fn schedule(self: &Arc<Self>, bits: u8) {
+        let mut ctl = self.ctl.lock();
+        if ctl.closed {
+            return;
+        }
+        ctl.pending |= bits;
+        if bits & pending::WRITE != 0 {
+            ctl.want_write = false;
+        }
+        if ctl.job == Job::Idle {
+            ctl.job = Job::Queued;
+            drop(ctl);
+            self.reactor.submit(Arc::clone(self));
+        }
+    }
+
+    /// Closes the connection as soon as its job runs, after one best-effort flush of
+    /// what is queued (which may end with the service's `closing` frame).
+    pub(crate) fn request_close(self: &Arc<Self>, reason: CloseReason) {
+        let mut ctl = self.ctl.lock();
+        if ctl.closed {
+            return;
+        }
+        ctl.close_reason.get_or_insert(reason);
+        ctl.pending |= pending::CLOSE;
+        if ctl.job == Job::Idle {
+            ctl.job = Job::Queued;
+            drop(ctl);
+            self.reactor.submit(Arc::clone(self));
+        }
+    }
+
+    /// Cuts the connection off now: drops what is queued (keeping a half-written frame
+    /// whole), queues the service's `closing` frame, and closes.
+    pub(crate) fn abort(self: &Arc<Self>, reason: CloseReason) {
+        {
+            let mut out = self.out.lock();
+            if out.dead {
+                return;
+            }
+            out.dead = true;
+            let keep = usize::from(out.head_written > 0 && !out.queue.is_empty());
+            out.queue.truncate(keep);
+            out.queued = out.queue.front().map_or(0, |f| f.len() - out.head_written);
+            if let Some(frame) = S::closing_frame(reason) {
+                out.queued += frame.len();
+                out.queue.push_back(frame);
+            }
+        }
+        self.request_close(reason);
+    }
+
+    /// Stops reading and closes once everything queued is written (or at once if
+    /// nothing is), e.g. after `quit`, or when an echo client half-closes.
+    pub(crate) fn close_when_drained(self: &Arc<Self>, reason: CloseReason, last: Option<Bytes>) {
+        let empty = {
+            let mut out = self.out.lock();
+            if out.dead {
+                return;
+            }
+            if let Some(frame) = last {
+                out.queued += frame.len();
+                out.queue.push_back(frame);
+            }
+            out.close_when_drained = Some(reason);
+            out.queue.is_empty() && !out.writing
+        };
+        self.ctl.lock().finishing = true;
+        if empty {
+            self.request_close(reason);
+        } else {
+            let mut scratch = Vec::new();
+            self.flush(&mut scratch);
+        }
+    }
+
+    /// Claims the connection's pending work; `None` when there is none left, in which
+    /// case the job is over and the poller is re-armed.
+    pub(crate) fn take_pending(&self) -> Option<(u8, Option<CloseReason>)> {
+        let mut ctl = self.ctl.lock();
+        if ctl.closed {
+            ctl.job = Job::Idle;
+            return None;
+        }
+        if ctl.pending == 0 {
+            ctl.job = Job::Idle;
+            self.arm(&ctl);
+            return None;
+        }
+        ctl.job = Job::Running;
+        let bits = std::mem::take(&mut ctl.pending);
+        Some((bits, ctl.close_reason))
+    }
+
+    /// Stops reading until the service is woken (it waits for a slow operation), or
+    /// starts again.
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.ctl.lock().parked = parked;
+    }
+
+    /// Records whether reading stopped because the outbound queue is full.
+    pub(crate) fn set_blocked(&self, blocked: bool) {
+        self.ctl.lock().blocked = blocked;
+    }
+
+    /// Whether the job should read from the socket now.
+    pub(crate) fn read_wanted(&self) -> bool {
+        self.ctl.lock().read_wanted()
+    }
+
+    /// Ends the current job early and queues the connection again behind the others,
+    /// so one busy client cannot hold a worker.
+    pub(crate) fn requeue(self: &Arc<Self>, bits: u8) {
+        let mut ctl = self.ctl.lock();
+        if ctl.closed {
+            return;
+        }
+        ctl.pending |= bits;
+        ctl.job = Job::Queued;
+        drop(ctl);
+        self.reactor.submit(Arc::clone(self));
+    }
+
+    /// Reads once into the inbound buffer.
+    pub(crate) fn read_into(&self, inbuf: &mut InBuf, limit: usize) -> io::Result<usize> {
+        let n = inbuf.read_from(&self.socket, limit)?;
+        if n > 0 {
+            self.last_input
+                .store(self.reactor.now_ms(), Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    /// Closes the socket: unregisters it, writes what it can of the queue, and shuts it
+    /// down. Called only by the job that owns the connection. Returns false if it was
+    /// already closed.
+    pub(crate) fn close(self: &Arc<Self>, scratch: &mut Vec<Bytes>) -> bool {
+        {
+            let mut ctl = self.ctl.lock();
+            if ctl.closed {
+                return false;
+            }
+            ctl.closed = true;
+        }
+        if let Err(e) = self.reactor.poller.delete(&self.socket) {
+            log::debug!("conn {}: poller delete failed: {e}", self.key);
+        }
+        // One last non-blocking write so a `closing` frame has a chance to arrive.
+        self.out.lock().close_when_drained = None;
+        self.flush(scratch);
+        {
+            let mut out = self.out.lock();
+            out.dead = true;
+            out.queue.clear();
+            out.queued = 0;
+        }
+        let _ = self.socket.shutdown(Shutdown::Write);
+        // Reading what the client already sent avoids a RST that could destroy the
+        // frames just written before the client reads them.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match (&self.socket).read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        true
+    }
+}
+
+impl Ctl {
+    fn read_wanted(&self) -> bool {
+        !self.parked && !self.blocked && !self.finishing
+    }
+}
+
+impl Outbound {
+    fn advance(&mut self, mut written: usize) {
+        self.queued -= written;
+        while written > 0 {
+            let Some(head) = self.queue.front() else {
+                break;
+            };
+            let left = head.len() - self.head_written;
+            if written >= left {
+                written -= left;
+                self.head_written = 0;
+                self.queue.pop_front();
+            } else {
+                self.head_written += written;
+                written = 0;
+            }
+        }
+    }
+}
+
+impl<S: Service> Drop for Conn<S> {
+    fn drop(&mut self) {
+        if !self.ctl.get_mut().closed {
+            // The socket must leave the poller before its fd is closed and reused.
+            let _ = self.reactor.poller.delete(&self.socket);
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! What every connection needs from the server core: the poller to re-arm, the job
+//! queue to schedule itself on, and the limits and clock they share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use polling::Poller;
+
+use crate::conn::Conn;
+use crate::service::Service;
+
+/// A unit of work for the worker pool.
+pub(crate) enum Task<S: Service> {
+    /// Run the connection's job: its pending reads, writes, wake-ups or close.
+    Run(Arc<Conn<S>>),
+    /// The server is stopping: the worker exits.
+    Stop,
+}
+
+/// Shared by the poller thread, the workers and every connection.
+pub(crate) struct Reactor<S: Service> {
+    /// The one poller that owns every socket's readiness.
+    pub(crate) poller: Arc<Poller>,
+    /// Every open connection by poller key. Never taken while a connection lock is held.
+    pub(crate) conns: Mutex<HashMap<usize, Arc<Conn<S>>>>,
+    jobs: Sender<Task<S>>,
+    /// Bytes one connection's outbound queue may hold.
+    pub(crate) max_outbound: usize,
+    epoch: Instant,
+}
+
+impl<S: Service> Reactor<S> {
+    pub(crate) fn new(poller: Arc<Poller>, jobs: Sender<Task<S>>, max_outbound: usize) -> Self {
+        Reactor {
+            poller,
+            conns: Mutex::new(HashMap::new()),
+            jobs,
+            max_outbound,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the server started: a cheap monotonic clock for timeouts.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands a connection's job to the pool. The queue holds at most one job per
+    /// connection (plus the stop tasks), and is sized for that, so this never blocks.
+    pub(crate) fn submit(&self, conn: Arc<Conn<S>>) {
+        if self.jobs.send(Task::Run(conn)).is_err() {
+            log::debug!("job dropped: the worker pool has stopped");
+        }
+    }
+
+    /// Tells `workers` workers to exit once the jobs before are done.
+    pub(crate) fn stop_workers(&self, workers: usize) {
+        for _ in 0..workers {
+            let _ = self.jobs.send(Task::Stop);
+        }
+    }
+}
+
+impl<S: Service> Reactor<S> {
+    /// Forgets a closed connection.
+    pub(crate) fn remove(&self, key: usize) {
+        self.conns.lock().remove(&key);
+    }
+
+    /// A snapshot of the open connections (the map lock is released on return).
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Conn<S>>> {
+        self.conns.lock().values().cloned().collect()
+    }
+}

@@ -1,0 +1,280 @@
+//! The embeddable server: bind from a [`Config`], learn the bound address, run it on
+//! background threads, and shut it down.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+
+use polling::Poller;
+
+use crate::chat::Chat;
+use crate::config::{Config, Mode};
+use crate::echo::Echo;
+use crate::poller::{self, PollerSetup};
+use crate::reactor::Reactor;
+use crate::service::Service;
+use crate::worker;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The listening socket could not be opened.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The configuration makes no sense (e.g. zero workers).
+    Config(String),
+    /// The poller failed; the server cannot watch its sockets.
+    Poller(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
+                    f,
+                    "cannot listen on {addr}: the address is in use (is another server running there? choose another with --addr)"
+                )
+            }
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Config(why) => write!(f, "invalid configuration: {why}"),
+            ServerError::Poller(e) => write!(f, "the poller failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Bind { source, .. } | ServerError::Poller(source) => Some(source),
+            ServerError::Config(_) => None,
+        }
+    }
+}
+
+/// A server bound to its address and ready to run.
+///
+/// ```
+/// use parlor::{Config, Server, Storage};
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.storage = Storage::InMemory;
+/// let server = Server::bind(config)?;
+/// println!("listening on {}", server.local_addr());
+/// let handle = server.spawn();
+/// handle.shutdown();
+/// handle.join()?;
+/// # Ok::<(), parlor::ServerError>(())
+/// ```
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    poller: Arc<Poller>,
+}
+
+impl Server {
+    /// Checks the configuration and opens the listening socket (port 0 picks one).
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        validate(&config)?;
+        let bind_err = |source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        };
+        let listener = TcpListener::bind(config.addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let poller = Arc::new(Poller::new().map_err(ServerError::Poller)?);
+        Ok(Server {
+            config,
+            listener,
+            local_addr,
+            poller,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the poller and the workers on background threads.
+    pub fn spawn(self) -> ServerHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = Arc::clone(&self.poller);
+        let addr = self.local_addr;
+        let thread_stop = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("parlor-poller".into())
+            .spawn(move || match self.config.mode {
+                Mode::Echo => serve(self, Echo, thread_stop),
+                Mode::Chat => {
+                    let chat = Chat::new(&self.config);
+                    serve(self, chat, thread_stop)
+                }
+            })
+            .expect("cannot start the poller thread");
+        ServerHandle {
+            addr,
+            stop,
+            poller,
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs the server on this thread until it is shut down from elsewhere (see
+    /// [`ServerHandle`]); `spawn` then `join` is the usual way.
+    pub fn run(self) -> Result<(), ServerError> {
+        self.spawn().join()
+    }
+}
+
+fn validate(config: &Config) -> Result<(), ServerError> {
+    let fail = |why: &str| Err(ServerError::Config(why.to_owned()));
+    if config.workers == 0 || config.workers > 1024 {
+        return fail("--workers must be between 1 and 1024");
+    }
+    if config.max_frame < 64 {
+        return fail("--max-frame must be at least 64 bytes");
+    }
+    if config.max_outbound < config.max_frame {
+        return fail("--max-outbound must be at least --max-frame");
+    }
+    if config.max_conns == 0 {
+        return fail("--max-conns must be at least 1");
+    }
+    if config.idle_timeout.is_zero() {
+        return fail("--idle-timeout must be at least 1 second");
+    }
+    if !(4..=31).contains(&config.bcrypt_cost) {
+        return fail("--bcrypt-cost must be between 4 and 31");
+    }
+    if config.history_len == 0 {
+        return fail("--history-len must be at least 1");
+    }
+    if config.max_text == 0 || config.max_text >= config.max_frame {
+        return fail("--max-text must be at least 1 and below --max-frame");
+    }
+    if config.hash_threads == 0 || config.hash_queue == 0 {
+        return fail("the password-hashing pool needs at least one thread and one queue slot");
+    }
+    Ok(())
+}
+
+fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
+    let config = server.config;
+    let workers = config.workers;
+    // One job per connection at most, plus the stop tasks: the queue never fills.
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.max_conns + workers + 1);
+    let reactor = Arc::new(Reactor::new(server.poller, jobs_tx, config.max_outbound));
+    let service = Arc::new(service);
+    let threads = worker::spawn(workers, &jobs_rx, &reactor, &service);
+    let setup = PollerSetup {
+        listener: server.listener,
+        max_conns: config.max_conns,
+        idle_timeout: config.idle_timeout,
+        workers,
+        stop,
+    };
+    let result = poller::run(&reactor, &service, setup).map_err(ServerError::Poller);
+    if result.is_err() {
+        reactor.stop_workers(workers);
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    // The service goes first (its hashing threads may still queue wake-ups); then jobs
+    // queued after the stop tasks, which hold connections, which hold the queue: drop
+    // them so those sockets close now rather than never.
+    drop(service);
+    while jobs_rx.try_recv().is_ok() {}
+    // Connections still referenced by the map (a shutdown that timed out) are dropped
+    // here, which unregisters their sockets.
+    reactor.conns.lock().clear();
+    result
+}
+
+/// A running server: its address, and the way to stop it. Dropping the handle shuts
+/// the server down and waits for it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    poller: Arc<Poller>,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A cloneable way to start the shutdown from elsewhere (a signal handler, say).
+    pub fn trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger {
+            stop: Arc::clone(&self.stop),
+            poller: Arc::clone(&self.poller),
+        }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, tell every client (`closing` with
+    /// `shutdown` in chat mode), let queues drain for up to 3 s, close. Returns at once.
+    pub fn shutdown(&self) {
+        self.trigger().shutdown();
+    }
+
+    /// Waits until the server has stopped.
+    pub fn join(mut self) -> Result<(), ServerError> {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<(), ServerError> {
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(ServerError::Poller(io::Error::other(
+                    "the poller thread panicked",
+                )))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+            let _ = self.wait();
+        }
+    }
+}
+
+/// Starts a server's graceful shutdown; see [`ServerHandle::shutdown`].
+#[derive(Clone)]
+pub struct ShutdownTrigger {
+    stop: Arc<AtomicBool>,
+    poller: Arc<Poller>,
+}
+
+impl ShutdownTrigger {
+    /// Starts the graceful shutdown. Returns at once; calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Err(e) = self.poller.notify() {
+            log::error!("cannot wake the poller to shut down: {e}");
+        }
+    }
+}
