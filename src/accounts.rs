@@ -76,8 +76,14 @@ impl Accounts {
         self.users.read().get(name).cloned()
     }
 
-    /// Registers a user whose password was hashed to `hash`.
-    pub(crate) fn insert(&self, name: &str, hash: String) -> Result<Arc<User>, UserExists> {
+    /// Registers a user whose password was hashed to `hash`. `then` runs while no
+    /// other registration can start, so what it hands the store is in order.
+    pub(crate) fn insert(
+        &self,
+        name: &str,
+        hash: String,
+        then: impl FnOnce(&Arc<User>),
+    ) -> Result<Arc<User>, UserExists> {
         let mut users = self.users.write();
         if users.contains_key(name) {
             return Err(UserExists);
@@ -90,6 +96,7 @@ impl Accounts {
             inbox: Mutex::new(VecDeque::new()),
         });
         users.insert(name.to_owned(), Arc::clone(&user));
+        then(&user);
         Ok(user)
     }
 
@@ -149,6 +156,16 @@ impl Accounts {
             },
         );
         (token, hash)
+    }
+
+    /// Brings back a stored session (nobody uses it yet; its idle time starts now).
+    pub(crate) fn restore_session(&self, hash: TokenHash, user: Arc<User>) {
+        let record = SessionRecord {
+            user,
+            live: 0,
+            idle_since: Instant::now(),
+        };
+        self.sessions.lock().insert(hash, record);
     }
 
     /// The user of a live, unexpired token; counts one more connection using it.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -12,14 +13,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::accounts::{Accounts, INBOX_CAP, TokenHash, User};
-use crate::config::{Config, Storage};
+use crate::config::Config;
 use crate::conn::{CloseReason, Conn, Flusher, Io, pending};
 use crate::error_code::ErrorCode;
 use crate::framing::{Split, Splitter};
 use crate::hasher::Hasher;
 use crate::protocol::{self, ClosingEvent, DmEvent, HistoryQuery, MemberEvent, Reply, Request};
-use crate::room::{self, Room};
+use crate::room::{self, HistorySource, Room, RoomState};
 use crate::service::{Flow, Service};
+use crate::store::{Snapshot, Store, Write};
 
 /// A logged-in connection as the chat state sees it: where its events are queued.
 pub(crate) type Peer = Arc<Conn<Chat>>;
@@ -39,6 +41,8 @@ pub(crate) struct Chat {
     accounts: Accounts,
     rooms: RwLock<BTreeMap<String, Arc<Room>>>,
     hasher: Hasher,
+    /// Where changes are made durable; `None` keeps everything in memory only.
+    store: Option<Store<Deferred>>,
     /// Hashed for logins of unknown users, so they take as long as wrong passwords.
     dummy_hash: Arc<str>,
     bcrypt_cost: u32,
@@ -55,6 +59,193 @@ pub(crate) struct Session {
     hashed: Option<Hashed>,
     /// The first bytes have been looked at (for a TLS client on the plain port).
     greeted: bool,
+    /// Submissions to the store that carry this connection's answers and have not
+    /// been committed yet: while there are any, later answers queue behind them.
+    in_store: Arc<AtomicUsize>,
+}
+
+/// What waits for a store commit: the effects of one or more requests, in order.
+pub(crate) struct Deferred {
+    effects: Vec<Effect>,
+    owner: Arc<AtomicUsize>,
+}
+
+/// Something a request causes that others (or the requester) can see.
+enum Effect {
+    /// A frame for one connection: a response, or a kept DM after a login.
+    Send(Peer, Bytes),
+    /// An event in a room.
+    Room(Arc<Room>, RoomEvent),
+    /// A direct message for every connection of `to` but `skip_conn`; kept for later
+    /// if `to` has none.
+    Dm {
+        to: Arc<User>,
+        frame: Bytes,
+        skip_conn: usize,
+    },
+    /// Close the connection once its answers are written (`quit`).
+    Finish(Peer),
+}
+
+/// An event for a room's members.
+enum RoomEvent {
+    /// Message `seq`: to members who joined before it, except the sending connection.
+    Message {
+        seq: u64,
+        frame: Bytes,
+        skip_conn: usize,
+    },
+    /// `joined`/`left`: to the other members.
+    Members {
+        frame: Bytes,
+        skip_conn: usize,
+        skip_user: Option<String>,
+    },
+}
+
+impl RoomEvent {
+    fn apply(self, state: &mut RoomState, flusher: &mut Flusher<Chat>) {
+        match self {
+            RoomEvent::Message {
+                seq,
+                frame,
+                skip_conn,
+            } => {
+                state.deliver_message(seq, &frame, skip_conn, flusher);
+            }
+            RoomEvent::Members {
+                frame,
+                skip_conn,
+                skip_user,
+            } => {
+                state.broadcast(&frame, skip_conn, skip_user.as_deref(), flusher);
+            }
+        }
+    }
+}
+
+impl Effect {
+    fn run(self, flusher: &mut Flusher<Chat>) {
+        match self {
+            Effect::Send(peer, frame) => peer.send(frame, flusher),
+            Effect::Room(room, event) => event.apply(&mut room.state.lock(), flusher),
+            Effect::Dm {
+                to,
+                frame,
+                skip_conn,
+            } => {
+                let online = to.online.lock();
+                if online.is_empty() {
+                    let mut inbox = to.inbox.lock();
+                    if inbox.len() == INBOX_CAP {
+                        inbox.pop_front();
+                    }
+                    inbox.push_back(frame);
+                } else {
+                    room::deliver_to(&online, &frame, skip_conn, flusher);
+                }
+            }
+            Effect::Finish(peer) => peer.close_when_drained(CloseReason::Quit, None),
+        }
+    }
+
+    /// The store could not keep the change: nobody may be told it happened, and the
+    /// requester, who cannot be answered truthfully in order, is disconnected.
+    fn fail(self) {
+        match self {
+            Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
+            Effect::Room(..) | Effect::Dm { .. } => {}
+        }
+    }
+}
+
+/// Runs the effects of a committed batch, in order, and writes them out.
+fn run_committed(batch: Vec<(Deferred, bool)>) {
+    let mut flusher = Flusher::default();
+    for (deferred, committed) in batch {
+        for effect in deferred.effects {
+            if committed {
+                effect.run(&mut flusher);
+            } else {
+                effect.fail();
+            }
+        }
+        deferred.owner.fetch_sub(1, Ordering::AcqRel);
+    }
+    flusher.flush_all();
+}
+
+/// The answers and effects of the requests of one read, on their way out.
+struct Out<'a> {
+    flusher: &'a mut Flusher<Chat>,
+    store: Option<&'a Store<Deferred>>,
+    owner: &'a Arc<AtomicUsize>,
+}
+
+impl Out<'_> {
+    /// Whether effects must wait for the store: they come with writes, or an earlier
+    /// answer of this connection still waits (answers leave in request order).
+    fn defers(&self, has_writes: bool) -> bool {
+        self.store.is_some() && (has_writes || self.owner.load(Ordering::Acquire) > 0)
+    }
+
+    /// Stores `writes`, then runs `effects` in order: at once when nothing waits for
+    /// the store, else after the commit.
+    fn commit(&mut self, writes: Vec<Write>, effects: Vec<Effect>) {
+        match self.store {
+            Some(store) if self.defers(!writes.is_empty()) => {
+                self.owner.fetch_add(1, Ordering::AcqRel);
+                let owner = Arc::clone(self.owner);
+                store.submit(writes, Deferred { effects, owner });
+            }
+            _ => {
+                for effect in effects {
+                    effect.run(self.flusher);
+                }
+            }
+        }
+    }
+
+    /// Answers the requester.
+    fn reply(&mut self, conn: &Peer, frame: Bytes) {
+        if self.defers(false) {
+            self.commit(Vec::new(), vec![Effect::Send(Arc::clone(conn), frame)]);
+        } else {
+            conn.send(frame, self.flusher);
+        }
+    }
+
+    /// Stores `write` (if there is a store) and delivers a room event and the answer,
+    /// called with the room's lock held so that events leave in the room's order.
+    fn room_commit(
+        &mut self,
+        room: &Arc<Room>,
+        state: &mut RoomState,
+        write: impl FnOnce() -> Write,
+        event: RoomEvent,
+        conn: &Peer,
+        answer: Bytes,
+    ) {
+        if self.defers(true) {
+            let effects = vec![
+                Effect::Room(Arc::clone(room), event),
+                Effect::Send(Arc::clone(conn), answer),
+            ];
+            self.commit(vec![write()], effects);
+        } else {
+            event.apply(state, self.flusher);
+            conn.send(answer, self.flusher);
+        }
+    }
+
+    /// The write, if changes are stored at all.
+    fn durable(&self, write: impl FnOnce() -> Write) -> Vec<Write> {
+        if self.store.is_some() {
+            vec![write()]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 struct Login {
@@ -94,35 +285,108 @@ fn fail<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Failure> {
 }
 
 impl Chat {
-    pub(crate) fn new(config: &Config) -> Chat {
-        if let Storage::Dir(dir) = &config.storage {
-            log::warn!(
-                "persistence is not implemented yet: state in {} is not written, and is lost on restart",
-                dir.display()
-            );
-        }
+    /// The chat service, with the state read back from `store` (or empty, in memory).
+    pub(crate) fn new(
+        config: &Config,
+        store: Option<(Store<Deferred>, Snapshot)>,
+    ) -> Result<Chat, crate::store::StoreError> {
         let dummy_hash = bcrypt::hash("parlor-dummy-password", config.bcrypt_cost)
             .expect("bcrypt cost was validated");
-        Chat {
+        let (store, snapshot) = match store {
+            Some((store, snapshot)) => (Some(store), snapshot),
+            None => (None, Snapshot::default()),
+        };
+        let mut chat = Chat {
             accounts: Accounts::new(config.session_ttl),
             rooms: RwLock::new(BTreeMap::new()),
             hasher: Hasher::new(config.hash_threads, config.hash_queue),
+            store,
             dummy_hash: dummy_hash.into(),
             bcrypt_cost: config.bcrypt_cost,
             max_frame: config.max_frame,
             max_text: config.max_text,
-            // Without a store, memory is the only copy: keep every message.
-            history_cap: usize::MAX,
+            history_cap: 0,
+        };
+        // With a store, memory keeps the newest messages and the store the rest;
+        // without one, memory is the only copy and keeps them all.
+        chat.history_cap = if chat.store.is_some() {
+            config.history_len
+        } else {
+            usize::MAX
+        };
+        chat.restore(snapshot);
+        if let Some(store) = &mut chat.store {
+            store.start(run_committed)?;
+        }
+        Ok(chat)
+    }
+
+    fn restore(&self, snapshot: Snapshot) {
+        for (name, hash) in snapshot.users {
+            let _ = self.accounts.insert(&name, hash, |_| {});
+        }
+        let mut rooms = self.rooms.write();
+        for row in snapshot.rooms {
+            let recent = row
+                .recent
+                .iter()
+                .map(|m| (m.seq, room::encode_message(&row.name, m)))
+                .collect();
+            let last_ts = row.recent.last().map_or(0, |m| m.ts);
+            let room = Room::new(
+                &row.name,
+                row.topic,
+                row.last_seq,
+                last_ts,
+                recent,
+                self.history_cap,
+            );
+            {
+                let mut state = room.state.lock();
+                for user in row
+                    .members
+                    .iter()
+                    .filter_map(|name| self.accounts.user(name))
+                {
+                    state.add_member(&user);
+                    user.rooms.lock().insert(row.name.clone());
+                }
+            }
+            rooms.insert(row.name, Arc::new(room));
+        }
+        for (to, from, text, ts) in snapshot.dms {
+            if let Some(user) = self.accounts.user(&to) {
+                let event = protocol::event(
+                    "dm",
+                    &DmEvent {
+                        from: &from,
+                        text: &text,
+                        ts,
+                    },
+                );
+                user.inbox.lock().push_back(event);
+            }
+        }
+        for (hash, name) in snapshot.sessions {
+            if let Some(user) = self.accounts.user(&name) {
+                self.accounts.restore_session(hash, user);
+            }
         }
     }
 
     /// Handles every complete frame in the buffer, stopping early to park or quit.
     fn process(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
         let Io { inbuf, session } = io;
+        let owner = Arc::clone(&session.in_store);
+        let mut out = Out {
+            flusher,
+            store: self.store.as_ref(),
+            owner: &owner,
+        };
         loop {
             match session.splitter.next(inbuf.data()) {
                 Split::Frame { end, next } => {
-                    let step = self.handle(conn, session, &inbuf.data()[..end], flusher);
+                    let step = self.handle(conn, session, &inbuf.data()[..end], &mut out);
                     inbuf.consume(next);
                     match step {
                         Step::Next => {}
@@ -133,39 +397,38 @@ impl Chat {
                 Split::TooLarge { next } => {
                     inbuf.consume(next);
                     let message = format!("the frame is longer than {} bytes", self.max_frame);
-                    conn.send(
+                    out.reply(
+                        conn,
                         protocol::error(None, &ErrorCode::FrameTooLarge, &message),
-                        flusher,
                     );
                 }
                 Split::Skip { next } => inbuf.consume(next),
-                Split::Incomplete => return Flow::Continue,
+                Split::Incomplete => break,
             }
+        }
+        // When the writer falls behind, stop reading this client until it catches up.
+        let waker = Arc::clone(conn);
+        match &self.store {
+            Some(store) if store.wait_if_behind(move || waker.schedule(pending::WAKE)) => {
+                Flow::Park
+            }
+            _ => Flow::Continue,
         }
     }
 
-    fn handle(
-        &self,
-        conn: &Peer,
-        session: &mut Session,
-        frame: &[u8],
-        flusher: &mut Flusher<Self>,
-    ) -> Step {
+    fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
         let (id, request) = match protocol::parse(frame) {
             Ok(parsed) => parsed,
             Err(fault) => {
-                conn.send(
-                    protocol::error(fault.id, &fault.code, &fault.message),
-                    flusher,
-                );
+                out.reply(conn, protocol::error(fault.id, &fault.code, &fault.message));
                 return Step::Next;
             }
         };
         if session.login.is_none() && !request.allowed_anonymously() {
             let message = "log in first (`login` or `resume`)";
-            conn.send(
+            out.reply(
+                conn,
                 protocol::error(id, &ErrorCode::NotAuthenticated, message),
-                flusher,
             );
             return Step::Next;
         }
@@ -183,38 +446,38 @@ impl Chat {
                 step = Step::Park;
                 None
             }),
-            Request::Resume { session: token } => {
-                return self.resume(conn, session, id, &token, flusher);
-            }
-            Request::Logout => Ok(self.logout(conn, session, id)),
+            Request::Resume { session: token } => Ok(self.resume(conn, session, id, &token, out)),
+            Request::Logout => Ok(self.logout(conn, session, id, out)),
             Request::Whoami => Ok(self.whoami(session, id)),
-            Request::Create { room, topic } => self.create(session, id, &room, topic.as_deref()),
-            Request::Join { room } => self.join(conn, session, id, &room, flusher),
-            Request::Leave { room } => self.leave(conn, session, id, &room, flusher),
+            Request::Create { room, topic } => {
+                self.create(conn, session, id, &room, topic.as_deref(), out)
+            }
+            Request::Join { room } => self.join(conn, session, id, &room, out),
+            Request::Leave { room } => self.leave(conn, session, id, &room, out),
             Request::Rooms => Ok(self.list_rooms(id)),
             Request::Members { room } => self.members(id, &room),
-            Request::Send { room, text } => self.send(conn, session, id, &room, &text, flusher),
-            Request::Dm { to, text } => self.dm(conn, session, id, &to, &text, flusher),
+            Request::Send { room, text } => self.send(conn, session, id, &room, &text, out),
+            Request::Dm { to, text } => self.dm(conn, session, id, &to, &text, out),
             Request::History { room, query } => self.history(session, id, &room, query),
             Request::Quit => {
-                step = Step::Quit;
-                Ok(Some(Reply::ok(id)))
-            }
-        }
-        .map(|reply| reply.map(Reply::finish));
-        let frame = match result {
-            Ok(Some(frame)) => Some(frame),
-            Ok(None) => None,
-            Err((code, message)) => {
-                step = Step::Next;
-                Some(protocol::error(id, &code, &message))
+                let ok = Reply::ok(id).finish();
+                out.commit(
+                    Vec::new(),
+                    vec![
+                        Effect::Send(Arc::clone(conn), ok),
+                        Effect::Finish(Arc::clone(conn)),
+                    ],
+                );
+                return Step::Quit;
             }
         };
-        if let Some(frame) = frame {
-            conn.send(frame, flusher);
-        }
-        if matches!(step, Step::Quit) {
-            conn.close_when_drained(CloseReason::Quit, None);
+        match result {
+            Ok(Some(reply)) => out.reply(conn, reply.finish()),
+            Ok(None) => {}
+            Err((code, message)) => {
+                step = Step::Next;
+                out.reply(conn, protocol::error(id, &code, &message));
+            }
         }
         step
     }
@@ -294,24 +557,30 @@ impl Chat {
     }
 
     /// Applies a finished hash: the parked `signup` or `login` is answered now.
-    fn finish_hashed(
-        &self,
-        conn: &Peer,
-        session: &mut Session,
-        hashed: Hashed,
-        flusher: &mut Flusher<Self>,
-    ) {
-        let frame = match hashed {
+    fn finish_hashed(&self, conn: &Peer, session: &mut Session, hashed: Hashed, out: &mut Out<'_>) {
+        match hashed {
             Hashed::Signup { id, user, hash } => {
                 let id = id.as_deref();
-                match hash.map(|hash| self.accounts.insert(&user, hash)) {
-                    Some(Ok(_)) => Reply::ok(id).field("user", &user).finish(),
-                    Some(Err(_)) => protocol::error(
-                        id,
-                        &ErrorCode::UserExists,
-                        &format!("the name `{user}` is taken"),
-                    ),
-                    None => protocol::error(id, &ErrorCode::Internal, "password hashing failed"),
+                let Some(hash) = hash else {
+                    out.reply(
+                        conn,
+                        protocol::error(id, &ErrorCode::Internal, "password hashing failed"),
+                    );
+                    return;
+                };
+                let stored = hash.clone();
+                let inserted = self.accounts.insert(&user, hash, |_| {
+                    let write = out.durable(|| Write::User {
+                        name: user.clone(),
+                        hash: stored,
+                        created: now_ms(),
+                    });
+                    let ok = Reply::ok(id).field("user", &user).finish();
+                    out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+                });
+                if inserted.is_err() {
+                    let message = format!("the name `{user}` is taken");
+                    out.reply(conn, protocol::error(id, &ErrorCode::UserExists, &message));
                 }
             }
             Hashed::Login { id, user, verified } => {
@@ -319,24 +588,25 @@ impl Chat {
                 let account = self.accounts.user(&user).filter(|_| verified);
                 self.accounts.record_login(&user, account.is_some());
                 let Some(account) = account else {
-                    let frame =
-                        protocol::error(id, &ErrorCode::AuthFailed, "wrong user name or password");
-                    conn.send(frame, flusher);
+                    out.reply(
+                        conn,
+                        protocol::error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
+                    );
                     return;
                 };
                 let (token, hash) = self.accounts.new_session(&account);
-                self.log_in(conn, session, account, hash);
                 log::info!("conn {} logged in as {user}", conn.key);
-                let frame = Reply::ok(id)
+                let ok = Reply::ok(id)
                     .field("user", &user)
                     .field("session", &token)
                     .finish();
-                conn.send(frame, flusher);
-                self.deliver_inbox(conn, session, flusher);
-                return;
+                let mut writes = out.durable(|| Write::Session {
+                    hash,
+                    user: user.clone(),
+                });
+                self.log_in(conn, session, account, hash, ok, &mut writes, out);
             }
-        };
-        conn.send(frame, flusher);
+        }
     }
 
     fn resume(
@@ -345,27 +615,55 @@ impl Chat {
         session: &mut Session,
         id: Option<&RawValue>,
         token: &str,
-        flusher: &mut Flusher<Self>,
-    ) -> Step {
+        out: &mut Out<'_>,
+    ) -> Option<Reply> {
         let Some((user, hash)) = self.accounts.resume(token) else {
-            let frame = protocol::error(
-                id,
-                &ErrorCode::AuthFailed,
-                "unknown, expired or revoked session",
+            out.reply(
+                conn,
+                protocol::error(
+                    id,
+                    &ErrorCode::AuthFailed,
+                    "unknown, expired or revoked session",
+                ),
             );
-            conn.send(frame, flusher);
-            return Step::Next;
+            return None;
         };
-        let name = user.name.clone();
-        self.log_in(conn, session, user, hash);
-        conn.send(Reply::ok(id).field("user", &name).finish(), flusher);
-        self.deliver_inbox(conn, session, flusher);
-        Step::Next
+        let ok = Reply::ok(id).field("user", &user.name).finish();
+        self.log_in(conn, session, user, hash, ok, &mut Vec::new(), out);
+        None
     }
 
-    fn log_in(&self, conn: &Peer, session: &mut Session, user: Arc<User>, token: TokenHash) {
+    /// Attaches the connection to `user`, answers `ok`, and hands over the direct
+    /// messages kept while the user was offline, right after the answer.
+    #[allow(clippy::too_many_arguments)]
+    fn log_in(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        user: Arc<User>,
+        token: TokenHash,
+        ok: Bytes,
+        writes: &mut Vec<Write>,
+        out: &mut Out<'_>,
+    ) {
         self.log_out(conn, session);
-        user.online.lock().push(Arc::clone(conn));
+        let kept = {
+            let mut online = user.online.lock();
+            online.push(Arc::clone(conn));
+            std::mem::take(&mut *user.inbox.lock())
+        };
+        if !kept.is_empty() {
+            writes.extend(out.durable(|| Write::ClearDms {
+                to: user.name.clone(),
+            }));
+        }
+        let mut effects = Vec::with_capacity(kept.len() + 1);
+        effects.push(Effect::Send(Arc::clone(conn), ok));
+        effects.extend(
+            kept.into_iter()
+                .map(|dm| Effect::Send(Arc::clone(conn), dm)),
+        );
+        out.commit(std::mem::take(writes), effects);
         session.login = Some(Login { user, token });
     }
 
@@ -377,20 +675,21 @@ impl Chat {
         Some(login.token)
     }
 
-    /// Sends the DMs kept while the user was offline, right after the login answer.
-    fn deliver_inbox(&self, conn: &Peer, session: &Session, flusher: &mut Flusher<Self>) {
-        let Some(login) = &session.login else { return };
-        let kept = std::mem::take(&mut *login.user.inbox.lock());
-        for frame in kept {
-            conn.send(frame, flusher);
-        }
-    }
-
-    fn logout(&self, conn: &Peer, session: &mut Session, id: Option<&RawValue>) -> Option<Reply> {
-        if let Some(token) = self.log_out(conn, session) {
-            self.accounts.revoke(&token);
-        }
-        Some(Reply::ok(id))
+    fn logout(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        id: Option<&RawValue>,
+        out: &mut Out<'_>,
+    ) -> Option<Reply> {
+        let token = self.log_out(conn, session)?;
+        self.accounts.revoke(&token);
+        let write = out.durable(|| Write::RevokeSession { hash: token });
+        out.commit(
+            write,
+            vec![Effect::Send(Arc::clone(conn), Reply::ok(id).finish())],
+        );
+        None
     }
 
     fn whoami(&self, session: &Session, id: Option<&RawValue>) -> Option<Reply> {
@@ -405,10 +704,12 @@ impl Chat {
 
     fn create(
         &self,
+        conn: &Peer,
         session: &Session,
         id: Option<&RawValue>,
         room: &str,
         topic: Option<&str>,
+        out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         if !valid_name(room, MAX_ROOM_NAME) {
             return fail(
@@ -428,11 +729,20 @@ impl Chat {
                 format!("the room `{room}` exists; `join` it"),
             );
         }
-        let created = Arc::new(Room::new(room, topic.to_owned(), user, self.history_cap));
-        // The room is not yet visible, so its membership and the user's agree at once.
+        let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
+        created.state.lock().add_member(user);
         user.rooms.lock().insert(room.to_owned());
-        rooms.insert(room.to_owned(), created);
-        Ok(Some(Reply::ok(id).field("room", room)))
+        rooms.insert(room.to_owned(), Arc::new(created));
+        // Still under the rooms lock: the store sees the room before anything in it.
+        let write = out.durable(|| Write::Room {
+            name: room.to_owned(),
+            topic: topic.to_owned(),
+            creator: user.name.clone(),
+            created: now_ms(),
+        });
+        let ok = Reply::ok(id).field("room", room).finish();
+        out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+        Ok(None)
     }
 
     fn room(&self, name: &str) -> Result<Arc<Room>, Failure> {
@@ -448,31 +758,42 @@ impl Chat {
         session: &Session,
         id: Option<&RawValue>,
         name: &str,
-        flusher: &mut Flusher<Self>,
+        out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
         let mut state = room.state.lock();
-        if !state.members.contains_key(&user.name) {
-            state.members.insert(user.name.clone(), Arc::clone(user));
-            user.rooms.lock().insert(room.name.clone());
-            let event = protocol::event(
+        let added = state.add_member(user);
+        let members: Vec<&String> = state.members.keys().collect();
+        let ok = Reply::ok(id)
+            .field("room", &room.name)
+            .field("topic", &state.topic)
+            .field("members", &members)
+            .field("seq", &state.last_seq)
+            .finish();
+        if !added {
+            drop(state);
+            out.reply(conn, ok);
+            return Ok(None);
+        }
+        user.rooms.lock().insert(room.name.clone());
+        let event = RoomEvent::Members {
+            frame: protocol::event(
                 "joined",
                 &MemberEvent {
                     room: &room.name,
                     user: &user.name,
                 },
-            );
-            state.broadcast(&event, conn.key, Some(&user.name), flusher);
-        }
-        let members: Vec<&String> = state.members.keys().collect();
-        Ok(Some(
-            Reply::ok(id)
-                .field("room", &room.name)
-                .field("topic", &state.topic)
-                .field("members", &members)
-                .field("seq", &state.last_seq),
-        ))
+            ),
+            skip_conn: conn.key,
+            skip_user: Some(user.name.clone()),
+        };
+        let write = || Write::Join {
+            room: room.name.clone(),
+            user: user.name.clone(),
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
     }
 
     fn leave(
@@ -481,7 +802,7 @@ impl Chat {
         session: &Session,
         id: Option<&RawValue>,
         name: &str,
-        flusher: &mut Flusher<Self>,
+        out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
@@ -493,15 +814,24 @@ impl Chat {
             );
         }
         user.rooms.lock().remove(&room.name);
-        let event = protocol::event(
-            "left",
-            &MemberEvent {
-                room: &room.name,
-                user: &user.name,
-            },
-        );
-        state.broadcast(&event, conn.key, None, flusher);
-        Ok(Some(Reply::ok(id).field("room", &room.name)))
+        let event = RoomEvent::Members {
+            frame: protocol::event(
+                "left",
+                &MemberEvent {
+                    room: &room.name,
+                    user: &user.name,
+                },
+            ),
+            skip_conn: conn.key,
+            skip_user: None,
+        };
+        let write = || Write::Leave {
+            room: room.name.clone(),
+            user: user.name.clone(),
+        };
+        let ok = Reply::ok(id).field("room", &room.name).finish();
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
     }
 
     fn list_rooms(&self, id: Option<&RawValue>) -> Option<Reply> {
@@ -544,22 +874,34 @@ impl Chat {
         id: Option<&RawValue>,
         name: &str,
         text: &str,
-        flusher: &mut Flusher<Self>,
+        out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         self.check_text(text)?;
         let room = self.room(name)?;
         let user = &logged_in(session).user;
         let mut state = room.state.lock();
-        if !state.members.contains_key(&user.name) {
+        if !state.is_member(&user.name) {
             return fail(
                 ErrorCode::NotMember,
                 format!("join `{name}` before sending to it"),
             );
         }
-        let (seq, ts, event) = state.append(&room.name, &user.name, text, now_ms());
-        state.broadcast(&event, conn.key, None, flusher);
-        drop(state);
-        Ok(Some(Reply::ok(id).field("seq", &seq).field("ts", &ts)))
+        let (seq, ts, frame) = state.append(&room.name, &user.name, text, now_ms());
+        let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
+        let write = || Write::Message {
+            room: room.name.clone(),
+            seq,
+            from: user.name.clone(),
+            text: text.to_owned(),
+            ts,
+        };
+        let event = RoomEvent::Message {
+            seq,
+            frame,
+            skip_conn: conn.key,
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
     }
 
     fn dm(
@@ -569,7 +911,7 @@ impl Chat {
         id: Option<&RawValue>,
         to: &str,
         text: &str,
-        flusher: &mut Flusher<Self>,
+        out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         self.check_text(text)?;
         let Some(recipient) = self.accounts.user(to) else {
@@ -577,20 +919,30 @@ impl Chat {
         };
         let from = &logged_in(session).user.name;
         let ts = now_ms();
-        let event = protocol::event("dm", &DmEvent { from, text, ts });
-        // The inbox lock is taken under the online lock, so a login in between cannot
-        // miss the message: either it sees the connection, or the login sees the inbox.
-        let online = recipient.online.lock();
-        if online.is_empty() {
-            let mut inbox = recipient.inbox.lock();
-            if inbox.len() == INBOX_CAP {
-                inbox.pop_front();
-            }
-            inbox.push_back(event);
+        let frame = protocol::event("dm", &DmEvent { from, text, ts });
+        // Only a message for someone offline is kept, so only that one is stored.
+        let offline = recipient.online.lock().is_empty();
+        let write = if offline {
+            out.durable(|| Write::KeepDm {
+                to: to.to_owned(),
+                from: from.clone(),
+                text: text.to_owned(),
+                ts,
+            })
         } else {
-            room::deliver_to(&online, &event, conn.key, flusher);
-        }
-        Ok(Some(Reply::ok(id).field("ts", &ts)))
+            Vec::new()
+        };
+        let ok = Reply::ok(id).field("ts", &ts).finish();
+        let effects = vec![
+            Effect::Dm {
+                to: recipient,
+                frame,
+                skip_conn: conn.key,
+            },
+            Effect::Send(Arc::clone(conn), ok),
+        ];
+        out.commit(write, effects);
+        Ok(None)
     }
 
     fn history(
@@ -602,15 +954,44 @@ impl Chat {
     ) -> Result<Option<Reply>, Failure> {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
-        let state = room.state.lock();
-        if !state.members.contains_key(&user.name) {
-            return fail(
-                ErrorCode::NotMember,
-                format!("join `{name}` to read its history"),
-            );
-        }
-        let events = state.history(query);
-        drop(state);
+        let source = {
+            let state = room.state.lock();
+            if !state.is_member(&user.name) {
+                return fail(
+                    ErrorCode::NotMember,
+                    format!("join `{name}` to read its history"),
+                );
+            }
+            state.history(query)
+        };
+        let events = match source {
+            HistorySource::Memory(events) => events,
+            HistorySource::Store { after, below } => {
+                let Some(store) = &self.store else {
+                    return fail(ErrorCode::Internal, "history is not available");
+                };
+                let rows = store
+                    .history(&room.name, after, below, query.limit)
+                    .map_err(|e| {
+                        log::error!("history of {name}: {e}");
+                        (
+                            ErrorCode::Internal,
+                            "the history could not be read".to_owned(),
+                        )
+                    })?;
+                let encoded: Vec<Bytes> = rows
+                    .iter()
+                    .map(|row| room::encode_message(&room.name, row))
+                    .collect();
+                if after.is_some() {
+                    room::cap(encoded.iter(), query.limit)
+                } else {
+                    let mut newest_first = room::cap(encoded.iter().rev(), query.limit);
+                    newest_first.reverse();
+                    newest_first
+                }
+            }
+        };
         Ok(Some(
             Reply::ok(id).raw_array("messages", events.iter().map(|e| &e[..])),
         ))
@@ -670,6 +1051,7 @@ impl Service for Chat {
             login: None,
             hashed: None,
             greeted: false,
+            in_store: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -690,7 +1072,13 @@ impl Service for Chat {
 
     fn wake(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
         if let Some(hashed) = io.session.hashed.take() {
-            self.finish_hashed(conn, &mut io.session, hashed, flusher);
+            let owner = Arc::clone(&io.session.in_store);
+            let mut out = Out {
+                flusher: &mut *flusher,
+                store: self.store.as_ref(),
+                owner: &owner,
+            };
+            self.finish_hashed(conn, &mut io.session, hashed, &mut out);
         }
         self.process(conn, io, flusher)
     }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::store::SyncMode;
+
 /// What the server does with the bytes it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -56,6 +58,8 @@ pub struct Config {
     pub hash_queue: usize,
     /// Where chat state is kept.
     pub storage: Storage,
+    /// How hard a commit to the data directory waits for the disk.
+    pub sync: SyncMode,
 }
 
 /// The default listening address, `127.0.0.1:7878`.
@@ -78,6 +82,7 @@ impl Default for Config {
             hash_threads: 1,
             hash_queue: 64,
             storage: Storage::Dir(PathBuf::from("parlor-data")),
+            sync: SyncMode::Normal,
         }
     }
 }

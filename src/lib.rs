@@ -19,9 +19,13 @@ mod reactor;
 mod room;
 mod server;
 mod service;
+mod store;
 mod worker;
 
-pub use client::{Client, ClientError};
+pub use client::{
+    Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
+};
 pub use config::{Config, Mode, Storage};
 pub use error_code::ErrorCode;
 pub use server::{Server, ServerError, ServerHandle, ShutdownTrigger};
+pub use store::{StoreError, SyncMode};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use parlor::config::DEFAULT_ADDR;
-use parlor::{Config, Mode, Server, Storage};
+use parlor::{Config, Mode, Server, Storage, SyncMode};
 
 /// parlor: a multi-client chat server speaking newline-delimited JSON.
 #[derive(FromArgs)]
@@ -35,6 +35,10 @@ struct Serve {
     /// directory for the server's data, created if missing (default ./parlor-data)
     #[argh(option)]
     data_dir: Option<PathBuf>,
+    /// how a commit waits for the disk: `normal` survives a crash of the process,
+    /// `full` also a power loss, at the price of an fsync per commit (default normal)
+    #[argh(option, default = "SyncMode::Normal", from_str_fn(parse_sync))]
+    sync: SyncMode,
     /// keep everything in memory and write no files (not with --data-dir)
     #[argh(switch)]
     in_memory: bool,
@@ -124,7 +128,16 @@ fn config(serve: Serve) -> Result<Config, String> {
         hash_threads: serve.hash_threads,
         hash_queue: defaults.hash_queue,
         storage,
+        sync: serve.sync,
     })
+}
+
+fn parse_sync(value: &str) -> Result<SyncMode, String> {
+    match value {
+        "normal" => Ok(SyncMode::Normal),
+        "full" => Ok(SyncMode::Full),
+        other => Err(format!("--sync {other}: expected `normal` or `full`")),
+    }
 }
 
 fn run(serve: Serve) -> Result<(), String> {

@@ -11,6 +11,7 @@ use crate::accounts::User;
 use crate::chat::{Chat, Peer};
 use crate::conn::Flusher;
 use crate::protocol::{self, HistoryQuery, MessageEvent};
+use crate::store::MessageRow;
 
 /// Most bytes of messages one `history` response holds.
 const HISTORY_MAX_BYTES: usize = 1 << 20;
@@ -21,39 +22,98 @@ pub(crate) struct Room {
     pub(crate) state: Mutex<RoomState>,
 }
 
-/// What the room's lock guards. Assigning a seq and queueing the event to every
-/// recipient happen under it, as one step, so every member sees seq order without gaps.
+/// A member of a room.
+pub(crate) struct Member {
+    pub(crate) user: Arc<User>,
+    /// The room's last seq when the user joined: later messages reach them live,
+    /// earlier ones are history.
+    since: u64,
+}
+
+/// What the room's lock guards. Assigning a seq and handing the message on for
+/// delivery (at once, or to the store in the same order) happen under it, as one step,
+/// so every member sees seq order without gaps.
 pub(crate) struct RoomState {
     pub(crate) topic: String,
-    pub(crate) members: BTreeMap<String, Arc<User>>,
+    pub(crate) members: BTreeMap<String, Member>,
     /// The seq of the newest message, 0 before the first.
     pub(crate) last_seq: u64,
+    /// The seq of the newest message that is stored (or, in memory, delivered):
+    /// `history` shows nothing newer, so nobody reads what a crash could take back.
+    committed_seq: u64,
     last_ts: u64,
-    /// The newest messages as encoded `message` events, oldest first; seqs are
-    /// contiguous, ending at `last_seq`.
-    history: VecDeque<Bytes>,
+    /// The newest messages (seq, encoded `message` event), oldest first.
+    history: VecDeque<(u64, Bytes)>,
     history_cap: usize,
 }
 
 impl Room {
-    pub(crate) fn new(name: &str, topic: String, creator: &Arc<User>, history_cap: usize) -> Room {
-        let mut members = BTreeMap::new();
-        members.insert(creator.name.clone(), Arc::clone(creator));
+    /// A room as stored: `recent` holds its newest messages (seq, event), oldest
+    /// first; `last_ts` is the newest message's time, so time never goes back.
+    pub(crate) fn new(
+        name: &str,
+        topic: String,
+        last_seq: u64,
+        last_ts: u64,
+        recent: Vec<(u64, Bytes)>,
+        history_cap: usize,
+    ) -> Room {
         Room {
             name: name.to_owned(),
             state: Mutex::new(RoomState {
                 topic,
-                members,
-                last_seq: 0,
-                last_ts: 0,
-                history: VecDeque::new(),
+                members: BTreeMap::new(),
+                last_seq,
+                committed_seq: last_seq,
+                last_ts,
+                history: recent.into(),
                 history_cap,
             }),
         }
     }
 }
 
+/// Where a `history` query must be answered from.
+pub(crate) enum HistorySource {
+    /// Memory holds every message the query can select.
+    Memory(Vec<Bytes>),
+    /// Older than memory reaches: ask the store for seqs in (after, below).
+    Store { after: Option<u64>, below: u64 },
+}
+
 impl RoomState {
+    /// Adds `user`; returns false if they were a member already.
+    pub(crate) fn add_member(&mut self, user: &Arc<User>) -> bool {
+        if self.members.contains_key(&user.name) {
+            return false;
+        }
+        let member = Member {
+            user: Arc::clone(user),
+            since: self.last_seq,
+        };
+        self.members.insert(user.name.clone(), member);
+        true
+    }
+
+    pub(crate) fn is_member(&self, name: &str) -> bool {
+        self.members.contains_key(name)
+    }
+
+    /// Marks messages up to `seq` as stored, and queues message `seq` to every member
+    /// who joined before it, except the connection `skip_conn`.
+    pub(crate) fn deliver_message(
+        &mut self,
+        seq: u64,
+        frame: &Bytes,
+        skip_conn: usize,
+        flusher: &mut Flusher<Chat>,
+    ) {
+        self.committed_seq = self.committed_seq.max(seq);
+        for member in self.members.values().filter(|m| m.since < seq) {
+            deliver(&member.user, frame, skip_conn, flusher);
+        }
+    }
+
     /// Appends a message from `from` and returns its seq, ts and encoded event.
     pub(crate) fn append(
         &mut self,
@@ -78,7 +138,7 @@ impl RoomState {
         if self.history.len() == self.history_cap {
             self.history.pop_front();
         }
-        self.history.push_back(event.clone());
+        self.history.push_back((self.last_seq, event.clone()));
         (self.last_seq, self.last_ts, event)
     }
 
@@ -91,57 +151,79 @@ impl RoomState {
         skip_user: Option<&str>,
         flusher: &mut Flusher<Chat>,
     ) {
-        for (name, user) in &self.members {
+        for (name, member) in &self.members {
             if skip_user == Some(name.as_str()) {
                 continue;
             }
-            deliver(user, frame, skip_conn, flusher);
+            deliver(&member.user, frame, skip_conn, flusher);
         }
     }
 
-    /// The stored events a `history` query selects, oldest first.
-    pub(crate) fn history(&self, query: HistoryQuery) -> Vec<Bytes> {
-        let count = self.history.len() as u64;
-        let Some(first) = (self.last_seq + 1).checked_sub(count) else {
-            return Vec::new();
-        };
-        let lo = query.after.map_or(1, |a| a.saturating_add(1)).max(first);
-        let hi = match query.before {
-            Some(0) => return Vec::new(),
-            Some(b) => (b - 1).min(self.last_seq),
-            None => self.last_seq,
-        };
-        if count == 0 || lo > hi {
-            return Vec::new();
+    /// The events a `history` query selects, oldest first, if memory holds them all;
+    /// otherwise the range to read from the store.
+    pub(crate) fn history(&self, query: HistoryQuery) -> HistorySource {
+        let newest = self.committed_seq;
+        let below = query.before.map_or(newest + 1, |b| b.min(newest + 1));
+        let lo = query.after.map_or(1, |a| a.saturating_add(1));
+        if lo >= below {
+            return HistorySource::Memory(Vec::new());
         }
-        let index = |seq: u64| (seq - first) as usize;
-        let mut picked = Vec::new();
-        let mut bytes = 0;
-        let mut take = |event: &Bytes| {
-            bytes += event.len();
-            if picked.len() == query.limit || (bytes > HISTORY_MAX_BYTES && !picked.is_empty()) {
-                return false;
-            }
-            picked.push(event.clone());
-            true
+        let hi = below - 1;
+        let first = self
+            .history
+            .front()
+            .map_or(self.last_seq + 1, |(seq, _)| *seq);
+        let needed_from = match query.after {
+            Some(_) => lo,
+            None => hi.saturating_sub(query.limit as u64 - 1).max(lo),
         };
-        let range = index(lo)..=index(hi);
-        if query.after.is_some() {
-            for event in self.history.range(range) {
-                if !take(event) {
-                    break;
-                }
-            }
-        } else {
-            for event in self.history.range(range).rev() {
-                if !take(event) {
-                    break;
-                }
-            }
-            picked.reverse();
+        if needed_from < first {
+            return HistorySource::Store {
+                after: query.after,
+                below,
+            };
         }
-        picked
+        let start = self.history.partition_point(|(seq, _)| *seq < lo);
+        let end = self.history.partition_point(|(seq, _)| *seq <= hi);
+        let selected = self.history.range(start..end).map(|(_, event)| event);
+        HistorySource::Memory(match query.after {
+            Some(_) => cap(selected, query.limit),
+            None => {
+                let mut newest_first = cap(selected.rev(), query.limit);
+                newest_first.reverse();
+                newest_first
+            }
+        })
     }
+}
+
+/// Encodes a stored message as the `message` event it was delivered as.
+pub(crate) fn encode_message(room: &str, row: &MessageRow) -> Bytes {
+    protocol::event(
+        "message",
+        &MessageEvent {
+            room,
+            from: &row.from,
+            text: &row.text,
+            seq: row.seq,
+            ts: row.ts,
+        },
+    )
+}
+
+/// Takes events from the cursor outwards: at most `limit`, and no more than 1 MiB
+/// (always at least one).
+pub(crate) fn cap<'a>(events: impl Iterator<Item = &'a Bytes>, limit: usize) -> Vec<Bytes> {
+    let mut picked = Vec::new();
+    let mut bytes = 0;
+    for event in events.take(limit) {
+        bytes += event.len();
+        if bytes > HISTORY_MAX_BYTES && !picked.is_empty() {
+            break;
+        }
+        picked.push(event.clone());
+    }
+    picked
 }
 
 /// Queues `frame` to every logged-in connection of `user` except `skip_conn`.

@@ -11,11 +11,12 @@ use std::thread::{self, JoinHandle};
 use polling::Poller;
 
 use crate::chat::Chat;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
 use crate::poller::{self, PollerSetup};
 use crate::reactor::Reactor;
 use crate::service::Service;
+use crate::store::{Store, StoreError};
 use crate::worker;
 
 /// Why a server could not start or stopped with an error.
@@ -32,6 +33,8 @@ pub enum ServerError {
     Config(String),
     /// The poller failed; the server cannot watch its sockets.
     Poller(io::Error),
+    /// The data directory or database cannot be used.
+    Store(StoreError),
 }
 
 impl fmt::Display for ServerError {
@@ -46,6 +49,7 @@ impl fmt::Display for ServerError {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Config(why) => write!(f, "invalid configuration: {why}"),
             ServerError::Poller(e) => write!(f, "the poller failed: {e}"),
+            ServerError::Store(e) => e.fmt(f),
         }
     }
 }
@@ -54,6 +58,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } | ServerError::Poller(source) => Some(source),
+            ServerError::Store(e) => Some(e),
             ServerError::Config(_) => None,
         }
     }
@@ -79,12 +84,27 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     poller: Arc<Poller>,
+    /// The chat service, built (and its state read back) at bind time so that a bad
+    /// data directory fails start-up; `None` in echo mode.
+    chat: Option<Chat>,
 }
 
 impl Server {
-    /// Checks the configuration and opens the listening socket (port 0 picks one).
+    /// Checks the configuration, opens the data directory (chat mode), and opens the
+    /// listening socket (port 0 picks one).
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         validate(&config)?;
+        let chat = match (config.mode, &config.storage) {
+            (Mode::Echo, _) => None,
+            (Mode::Chat, Storage::InMemory) => {
+                Some(Chat::new(&config, None).map_err(ServerError::Store)?)
+            }
+            (Mode::Chat, Storage::Dir(dir)) => {
+                let store = Store::open(dir, config.sync, config.history_len)
+                    .map_err(ServerError::Store)?;
+                Some(Chat::new(&config, Some(store)).map_err(ServerError::Store)?)
+            }
+        };
         let bind_err = |source| ServerError::Bind {
             addr: config.addr,
             source,
@@ -98,6 +118,7 @@ impl Server {
             listener,
             local_addr,
             poller,
+            chat,
         })
     }
 
@@ -117,14 +138,12 @@ impl Server {
         let poller = Arc::clone(&self.poller);
         let addr = self.local_addr;
         let thread_stop = Arc::clone(&stop);
+        let mut this = self;
         let thread = thread::Builder::new()
             .name("parlor-poller".into())
-            .spawn(move || match self.config.mode {
-                Mode::Echo => serve(self, Echo, thread_stop),
-                Mode::Chat => {
-                    let chat = Chat::new(&self.config);
-                    serve(self, chat, thread_stop)
-                }
+            .spawn(move || match this.chat.take() {
+                None => serve(this, Echo, thread_stop),
+                Some(chat) => serve(this, chat, thread_stop),
             })
             .expect("cannot start the poller thread");
         ServerHandle {
