@@ -815,6 +815,26 @@ fn offline_dm_is_delivered_after_resume() {
     b.expect_silence(Duration::ZERO);
 }
 
+#[test]
+fn offline_dms_keep_the_newest_thousand() {
+    let (_server, addr) = start_chat();
+    let mut a = user(addr, "ada");
+    let mut b = Line::named(addr, "bob");
+    b.signup("bob");
+    let total = 1005;
+    for i in 0..total {
+        let r = a.request(json!({"op": "dm", "to": "bob", "text": format!("d{i}")}));
+        assert_ok(&r);
+    }
+    b.login("bob");
+    for i in (total - 1000)..total {
+        let ev = b.recv();
+        assert_eq!(ev["event"], "dm", "{ev}");
+        assert_eq!(ev["text"], format!("d{i}"), "the oldest are dropped first");
+    }
+    b.expect_silence(SHORT);
+}
+
 // ---------------------------------------------------------------- history
 
 fn history(c: &mut Line, args: Value) -> Vec<Value> {
@@ -1229,4 +1249,10 @@ fn saturated_password_hashing_never_stalls_other_clients() {
         busy >= 1,
         "no login was answered server_busy with a queue of 2"
     );
+}
+
+/// The whole suite again, with each server storing to a data directory.
+#[test]
+fn the_chat_suite_passes_with_a_store() {
+    rerun_with_store("the_chat_suite_passes_with_a_store");
 }

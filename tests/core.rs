@@ -881,6 +881,107 @@ fn binary_echo_mode() {
     assert!(read_exact_until(&mut s, data.len(), Instant::now() + TIMEOUT) == data);
 }
 
+#[test]
+fn binary_honours_its_limit_flags() {
+    let (_child, addr) = spawn_binary(&[
+        "--max-frame",
+        "1024",
+        "--max-text",
+        "512",
+        "--idle-timeout",
+        "1",
+        "--max-conns",
+        "2",
+        "--workers",
+        "1",
+        "--max-outbound",
+        "65536",
+    ]);
+    let mut a = Line::connect(addr);
+    assert_ok(&a.request_raw(&echo_frame(1024, b"\n")));
+    assert_err(&a.request_raw(&echo_frame(1025, b"\n")), "frame_too_large");
+    let mut b = Line::connect(addr);
+    b.ping();
+    let mut c = Line::connect(addr);
+    assert_eq!(
+        c.recv(),
+        json!({"event": "closing", "reason": "server_full"})
+    );
+    c.expect_closed();
+    // Idle for a second: closed.
+    assert_eq!(
+        a.recv(),
+        json!({"event": "closing", "reason": "idle_timeout"})
+    );
+    a.expect_closed();
+}
+
+#[test]
+fn binary_version_and_conflicting_storage_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run parlor --version");
+    assert!(out.status.success(), "parlor --version: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")),
+        "--version printed {text:?}"
+    );
+    let dir = std::env::temp_dir().join(format!("parlor-conflict-{}", std::process::id()));
+    let mut child = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_parlor"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--in-memory",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run parlor serve"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "--in-memory with --data-dir did not fail"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        !status.success(),
+        "--in-memory with --data-dir must be an error"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_client_on_the_chat_port_is_closed_at_once() {
+    let (_server, addr) = start_chat();
+    let mut s = tcp(addr);
+    // The start of a TLS ClientHello record.
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .unwrap();
+    let (_bytes, ended) = read_to_end_until(&mut s, Instant::now() + Duration::from_secs(5));
+    assert!(
+        ended,
+        "a TLS handshake on the plain chat port was not closed"
+    );
+    let mut c = Line::connect(addr);
+    c.ping();
+}
+
 // ---------------------------------------------------------------- before login
 
 #[test]
@@ -920,4 +1021,10 @@ fn chat_ops_before_login_are_not_authenticated() {
     assert_ok(&r);
     c.expect_closed();
     owner.expect_silence(SHORT);
+}
+
+/// The whole suite again, with each server storing to a data directory.
+#[test]
+fn the_core_suite_passes_with_a_store() {
+    rerun_with_store("the_core_suite_passes_with_a_store");
 }

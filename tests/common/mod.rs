@@ -22,13 +22,49 @@ pub const PASSWORD: &str = "correct horse";
 
 /// The configuration every test starts from: a free port on 127.0.0.1, nothing on
 /// disk, and cheap password hashing.
+///
+/// With `PARLOR_TEST_STORE` set to a directory (see [`rerun_with_store`]), each server
+/// stores to a fresh data directory under it instead of keeping state in memory.
 pub fn test_config() -> Config {
+    static NEXT_DIR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let storage = match std::env::var_os(STORE_ENV) {
+        Some(root) => {
+            let n = NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Storage::Dir(std::path::PathBuf::from(root).join(format!("server-{n}")))
+        }
+        None => Storage::InMemory,
+    };
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
-        storage: Storage::InMemory,
+        storage,
         bcrypt_cost: 4,
         ..Config::default()
     }
+}
+
+const STORE_ENV: &str = "PARLOR_TEST_STORE";
+
+/// Runs this test binary again, skipping `this_test`, with every server storing to a
+/// data directory: the same suite then checks the stored path (answers and events
+/// after commit) as well as the in-memory one. Does nothing inside that rerun.
+pub fn rerun_with_store(this_test: &str) {
+    if std::env::var_os(STORE_ENV).is_some() {
+        return;
+    }
+    let root =
+        std::env::temp_dir().join(format!("parlor-suite-{}-{this_test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let status = std::process::Command::new(exe)
+        .env(STORE_ENV, &root)
+        .args(["--skip", this_test, "--test-threads", "4"])
+        .status()
+        .expect("cannot rerun the test binary");
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(
+        status.success(),
+        "the suite failed against servers with a data directory"
+    );
 }
 
 /// Starts a server with `test_config()` changed by `tweak`.
