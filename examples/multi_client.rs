@@ -65,6 +65,11 @@ struct Args {
     #[argh(option, short = 'k', default = "4")]
     rooms: usize,
 
+    /// chat mode: how many connections send (the first S; the others only listen),
+    /// e.g. 1 for the fan-out of one sender to a room (default: all)
+    #[argh(option)]
+    senders: Option<usize>,
+
     /// give up, and fail, after this many seconds (default 60)
     #[argh(option, default = "60")]
     max_secs: u64,
@@ -118,6 +123,7 @@ fn run(args: &Args) -> Result<(), String> {
         size: args.size,
         in_flight: args.in_flight,
         rooms: args.rooms,
+        senders: args.senders.unwrap_or(args.conns).min(args.conns),
         start,
         deadline: start + Duration::from_secs(args.max_secs),
         prefix: run_prefix(),
@@ -163,7 +169,8 @@ fn run(args: &Args) -> Result<(), String> {
         drop(done);
         results
     });
-    let elapsed = start.elapsed();
+    // Chat connections sign up and log in first; only the load after that counts.
+    let elapsed = ctx.gate.opened().unwrap_or(start).elapsed();
 
     let mut latency = new_histogram();
     let mut errors = Vec::new();
@@ -287,6 +294,8 @@ struct Ctx {
     size: usize,
     in_flight: u64,
     rooms: usize,
+    /// Connections `0..senders` send; the rest only listen.
+    senders: usize,
     start: Instant,
     deadline: Instant,
     prefix: String,
@@ -343,10 +352,18 @@ impl Ctx {
         format!("{}u{conn}", self.prefix)
     }
 
-    /// How many connections share room `room` (the ones whose index is `room` modulo
-    /// the room count).
-    fn room_size(&self, room: usize) -> u64 {
-        (self.conns / self.rooms + usize::from(room < self.conns % self.rooms)) as u64
+    /// How many of the first `n` connections are in room `room` (the ones whose
+    /// index is `room` modulo the room count).
+    fn in_room(&self, room: usize, n: usize) -> u64 {
+        (n / self.rooms + usize::from(room < n % self.rooms)) as u64
+    }
+
+    /// How many messages connection `conn` sends.
+    fn to_send(&self, conn: usize) -> u64 {
+        match self.mode {
+            LoadMode::Chat if conn >= self.senders => 0,
+            _ => self.messages,
+        }
     }
 
     /// Messages the whole run must receive: echoes, or one delivery per message per
@@ -358,7 +375,10 @@ impl Ctx {
     fn expected_for(&self, conn: usize) -> u64 {
         match self.mode {
             LoadMode::Echo => self.messages,
-            LoadMode::Chat => self.messages * (self.room_size(self.room_of(conn)) - 1),
+            LoadMode::Chat => {
+                let senders = self.in_room(self.room_of(conn), self.senders);
+                self.messages * (senders - u64::from(conn < self.senders))
+            }
         }
     }
 }
@@ -390,6 +410,8 @@ struct Gate {
 struct GateState {
     arrived: usize,
     failed: bool,
+    /// When the last connection arrived: the load starts then.
+    opened: Option<Instant>,
 }
 
 impl Gate {
@@ -404,6 +426,9 @@ impl Gate {
     fn arrive_and_wait(&self, deadline: Instant) -> Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.arrived += 1;
+        if state.arrived == self.total {
+            state.opened = Some(Instant::now());
+        }
         self.woken.notify_all();
         loop {
             if state.failed {
@@ -422,6 +447,14 @@ impl Gate {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// When the load started (setup, such as logins, is not measured).
+    fn opened(&self) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .opened
     }
 
     fn fail(&self) {
@@ -572,8 +605,9 @@ fn chat_conn(ctx: &Ctx, conn: usize) -> Result<Histogram<u64>, String> {
     };
     let mut text = String::with_capacity(ctx.size);
     let (mut sent, mut acked) = (0, 0);
-    while acked < ctx.messages {
-        while sent < ctx.messages && sent - acked < ctx.in_flight {
+    let to_send = ctx.to_send(conn);
+    while acked < to_send {
+        while sent < to_send && sent - acked < ctx.in_flight {
             chat_text(&mut text, ctx.size, ctx.start.elapsed(), conn, sent);
             client
                 .send_request("send", json!({ "room": room, "text": text }))

@@ -20,6 +20,7 @@ mod room;
 mod server;
 mod service;
 mod store;
+pub mod terminal;
 mod worker;
 
 pub use client::{

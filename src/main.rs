@@ -1,4 +1,5 @@
-//! The `parlor` command: `parlor serve` runs the server.
+//! The `parlor` command: `parlor serve` runs the server, `parlor chat` is the
+//! interactive terminal client.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use parlor::config::DEFAULT_ADDR;
-use parlor::{Config, Mode, Server, Storage, SyncMode};
+use parlor::{Config, Mode, Server, Storage, SyncMode, terminal};
 
 /// parlor: a multi-client chat server speaking newline-delimited JSON.
 #[derive(FromArgs)]
@@ -22,6 +23,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Serve(Serve),
+    Chat(Chat),
 }
 
 /// Run the server (chat mode unless --echo). Logs go to stderr; set RUST_LOG=debug
@@ -78,21 +80,62 @@ struct Serve {
     max_conns: usize,
 }
 
+/// Chat in this terminal: log in as --user, then type lines to the current room and
+/// /commands (/help lists them). Without a terminal on stdin, its first line is the
+/// password.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "chat")]
+struct Chat {
+    /// server address, HOST:PORT (default 127.0.0.1:7878)
+    #[argh(option, default = "DEFAULT_ADDR.to_owned()")]
+    addr: String,
+    /// user name to log in as (required)
+    #[argh(option)]
+    user: String,
+    /// if the login fails, create the account with this password without asking; when
+    /// stdin is not a terminal this is the only way to sign up (default: off, which on
+    /// a terminal asks first)
+    #[argh(switch)]
+    signup: bool,
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
         println!("parlor {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let Some(Command::Serve(serve)) = cli.command else {
-        eprintln!("parlor: say what to do, e.g. `parlor serve`; see `parlor --help`");
-        return ExitCode::from(2);
+    let serve = match cli.command {
+        Some(Command::Serve(serve)) => serve,
+        Some(Command::Chat(chat)) => return chat_main(chat),
+        None => {
+            eprintln!(
+                "parlor: say what to do, e.g. `parlor serve` or `parlor chat --user NAME`; \
+                 see `parlor --help`"
+            );
+            return ExitCode::from(2);
+        }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn chat_main(chat: Chat) -> ExitCode {
+    let options = terminal::Options {
+        addr: chat.addr,
+        user: chat.user,
+        signup: chat.signup,
+    };
+    match terminal::run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,2 @@
+//! Placeholder: the pool-size benchmark is being written.
+fn main() {}

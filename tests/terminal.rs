@@ -1,0 +1,349 @@
+//! `parlor chat`, the terminal client, driven as a real process: stdin and stdout are
+//! pipes, so the first stdin line is the password and output is plain lines.
+//!
+//! Every wait is bounded (`common::TIMEOUT`): a stuck client fails the test, and the
+//! child is killed when its `Chatter` is dropped.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, TIMEOUT, start_chat};
+use parlor::{Client, Event};
+
+/// A running `parlor chat` process.
+struct Chatter {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stdout line read so far, for failure messages.
+    shown: Vec<String>,
+}
+
+impl Chatter {
+    /// Starts `parlor chat --addr addr --user user [extra...]` and types the password.
+    fn start(addr: SocketAddr, user: &str, password: &str, extra: &[&str]) -> Chatter {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+            .args(["chat", "--addr", &addr.to_string(), "--user", user])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("parlor chat starts");
+        let stdout = lines_of(child.stdout.take().expect("stdout is piped"));
+        let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
+        let mut chatter = Chatter {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            shown: Vec::new(),
+        };
+        chatter.type_line(password);
+        chatter
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is still open");
+        writeln!(stdin, "{line}").expect("parlor chat reads stdin");
+    }
+
+    /// Closes stdin: the end of input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.shown.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} on stdout within {TIMEOUT:?}; it showed:\n{}",
+                    self.shown.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns its status and all of its stderr.
+    fn exit(&mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for parlor chat") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "parlor chat did not exit within {TIMEOUT:?}; stdout:\n{}",
+                self.shown.join("\n")
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        // The process is gone, so stderr is at its end: the reader thread finishes.
+        let stderr: Vec<String> = self.stderr.iter().collect();
+        (status, stderr.join("\n"))
+    }
+}
+
+impl Drop for Chatter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of a child's output as they come, through a reader thread.
+fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn two_terminals_chat() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.expect("logged in as ada");
+    ada.type_line("/create r say hello");
+    ada.expect("created r");
+
+    let mut bob = Chatter::start(addr, "bob", "battery staple", &["--signup"]);
+    bob.type_line("/join r");
+    let joined = bob.expect("now in r");
+    assert!(
+        joined.contains("say hello") && joined.contains("ada, bob"),
+        "{joined}"
+    );
+    ada.expect("[r] * bob joined");
+
+    bob.type_line("hello from bob");
+    let line = ada.expect("[r] bob: hello from bob");
+    // Local time first, HH:MM:SS.
+    let clock = line.split(' ').next().unwrap_or_default();
+    assert!(
+        clock.len() == 8 && clock.chars().filter(|&c| c == ':').count() == 2,
+        "{line}"
+    );
+
+    ada.type_line("hi bob");
+    bob.expect("[r] ada: hi bob");
+    ada.type_line("/dm bob psst");
+    bob.expect("[dm] ada: psst");
+
+    bob.type_line("/quit");
+    let (status, stderr) = bob.exit();
+    assert!(status.success(), "bob: {status}, stderr: {stderr}");
+    ada.close_stdin();
+    let (status, stderr) = ada.exit();
+    assert!(status.success(), "ada: {status}, stderr: {stderr}");
+}
+
+#[test]
+fn joining_shows_recent_history_and_commands_answer() {
+    let (_server, addr) = start_chat();
+    let mut ada = Client::connect(addr).expect("connects");
+    ada.signup("ada", PASSWORD).expect("signup");
+    ada.login("ada", PASSWORD).expect("login");
+    ada.create("r", None).expect("create");
+    for n in 1..=12 {
+        ada.send("r", &format!("message {n}")).expect("send");
+    }
+
+    let mut bob = Chatter::start(addr, "bob", PASSWORD, &["--signup"]);
+    bob.type_line("/join r");
+    bob.expect("now in r");
+    // The last ten, oldest first.
+    bob.expect("[r] ada: message 3");
+    bob.expect("[r] ada: message 12");
+    bob.type_line("/history 2");
+    bob.expect("[r] ada: message 11");
+    bob.expect("[r] ada: message 12");
+    bob.type_line("/who");
+    bob.expect("-- in r: ada, bob");
+    bob.type_line("/rooms");
+    bob.expect("r (2 members)");
+    bob.type_line("/leave");
+    bob.expect("left r");
+    bob.type_line("anyone?");
+    bob.expect("no current room");
+    bob.close_stdin();
+    let (status, stderr) = bob.exit();
+    assert!(status.success(), "{status}, stderr: {stderr}");
+}
+
+#[test]
+fn errors_are_readable_lines() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/join nowhere");
+    let line = ada.expect("error: ");
+    assert!(line.ends_with("(no_such_room)"), "{line}");
+    ada.type_line("/dm nobody hello");
+    let line = ada.expect("error: ");
+    assert!(line.ends_with("(no_such_user)"), "{line}");
+    ada.type_line("/frobnicate");
+    ada.expect("unknown command /frobnicate");
+    ada.type_line("/join");
+    ada.expect("usage: /join ROOM");
+    // Still alive and well after all that.
+    ada.type_line("/create r");
+    ada.expect("created r");
+    ada.type_line("/quit");
+    let (status, stderr) = ada.exit();
+    assert!(status.success(), "{status}, stderr: {stderr}");
+}
+
+#[test]
+fn wrong_password_is_a_clear_error() {
+    let (_server, addr) = start_chat();
+    let mut ada = Client::connect(addr).expect("connects");
+    ada.signup("ada", PASSWORD).expect("signup");
+
+    // With --signup, the login fails, signup says the user exists: a wrong password.
+    let mut chatter = Chatter::start(addr, "ada", "not the password", &["--signup"]);
+    let (status, stderr) = chatter.exit();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("wrong password for ada"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Without it, nothing is created and the error says how to create the account.
+    let mut chatter = Chatter::start(addr, "nobody", PASSWORD, &[]);
+    let (status, stderr) = chatter.exit();
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("cannot log in as nobody") && stderr.contains("--signup"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reconnects_and_stays_in_the_room() {
+    let (_server, addr) = start_chat();
+    let proxy = Proxy::start(addr);
+    let mut ada = Chatter::start(proxy.addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/create r");
+    ada.expect("created r");
+
+    let mut bob = Client::connect(addr).expect("connects");
+    bob.signup("bob", PASSWORD).expect("signup");
+    bob.login("bob", PASSWORD).expect("login");
+    bob.join("r").expect("join");
+
+    proxy.cut();
+    ada.expect("connection lost");
+    // Sent while ada is (most likely) away: shown once, live or caught up.
+    bob.send("r", "while you were out").expect("send");
+    ada.expect("reconnected");
+    ada.expect("[r] bob: while you were out");
+    bob.send("r", "welcome back").expect("send");
+    ada.expect("[r] bob: welcome back");
+
+    // A plain line still goes to r: the current room survived the reconnect.
+    ada.type_line("still here");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bob.next_event(left).expect("bob listens") {
+            Some(Event::Message(m)) if m.text == "still here" => {
+                assert_eq!((m.room.as_str(), m.from.as_str()), ("r", "ada"));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("bob never got ada's line after the reconnect"),
+        }
+    }
+    ada.type_line("/quit");
+    let (status, stderr) = ada.exit();
+    assert!(status.success(), "{status}, stderr: {stderr}");
+    let shown = ada.shown.join("\n");
+    assert_eq!(shown.matches("while you were out").count(), 1, "{shown}");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args(["chat", "--help"])
+        .output()
+        .expect("parlor chat --help runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--addr", "--user", "--signup", "default 127.0.0.1:7878"] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+/// A TCP forwarder between `parlor chat` and the server whose connections the test
+/// can cut, as a network failure would, while the server stays up.
+struct Proxy {
+    addr: SocketAddr,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(server: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let registry = Arc::clone(&open);
+        // Lives as long as the test process: it only ever blocks in `accept`.
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(server) else {
+                    continue;
+                };
+                let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone())
+                else {
+                    continue;
+                };
+                if let Ok(mut open) = registry.lock() {
+                    open.extend(client.try_clone());
+                    open.extend(upstream.try_clone());
+                }
+                forward(client, upstream2);
+                forward(upstream, client2);
+            }
+        });
+        Proxy { addr, open }
+    }
+
+    /// Cuts every connection open through the proxy; new ones still get through.
+    fn cut(&self) {
+        let mut open = self.open.lock().expect("proxy registry");
+        for stream in open.drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread until either side closes.
+fn forward(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
