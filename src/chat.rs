@@ -1,8 +1,9 @@
 //! Chat mode: the service that turns frames into typed requests, applies them to the
 //! shared chat state (accounts, rooms) and answers, in request order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,12 +14,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::accounts::{Accounts, INBOX_CAP, TokenHash, User};
+use crate::command::{CommandError, Context, Extensions, Handler, Hooks, RoomMessage};
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, Flusher, Io, pending};
 use crate::error_code::ErrorCode;
 use crate::framing::{Split, Splitter};
 use crate::hasher::Hasher;
-use crate::protocol::{self, ClosingEvent, DmEvent, HistoryQuery, MemberEvent, Reply, Request};
+use crate::protocol::{
+    self, ClosingEvent, DmEvent, HistoryQuery, MemberEvent, OpKind, Reply, Request,
+};
 use crate::room::{self, HistorySource, Room, RoomState};
 use crate::service::{Flow, Service};
 use crate::store::{Snapshot, Store, Write};
@@ -38,6 +42,9 @@ const MAX_PASSWORD: usize = 72;
 
 /// The chat service and all chat state.
 pub(crate) struct Chat {
+    /// Every op by name: built-in or the embedder's.
+    ops: HashMap<String, Op>,
+    hooks: Hooks,
     accounts: Accounts,
     rooms: RwLock<BTreeMap<String, Arc<Room>>>,
     hasher: Hasher,
@@ -71,32 +78,33 @@ pub(crate) struct Deferred {
 }
 
 /// Something a request causes that others (or the requester) can see.
-enum Effect {
+pub(crate) enum Effect {
     /// A frame for one connection: a response, or a kept DM after a login.
     Send(Peer, Bytes),
     /// An event in a room.
     Room(Arc<Room>, RoomEvent),
-    /// A direct message for every connection of `to` but `skip_conn`; kept for later
-    /// if `to` has none.
+    /// A frame for every connection of `to` but `skip_conn`; if `to` has none, kept
+    /// for the next login when `keep` (a `dm`), else dropped.
     Dm {
         to: Arc<User>,
         frame: Bytes,
         skip_conn: usize,
+        keep: bool,
     },
     /// Close the connection once its answers are written (`quit`).
     Finish(Peer),
 }
 
 /// An event for a room's members.
-enum RoomEvent {
+pub(crate) enum RoomEvent {
     /// Message `seq`: to members who joined before it, except the sending connection.
     Message {
         seq: u64,
         frame: Bytes,
         skip_conn: usize,
     },
-    /// `joined`/`left`: to the other members.
-    Members {
+    /// `joined`/`left` or an embedder's event: to the members' connections.
+    Broadcast {
         frame: Bytes,
         skip_conn: usize,
         skip_user: Option<String>,
@@ -113,7 +121,7 @@ impl RoomEvent {
             } => {
                 state.deliver_message(seq, &frame, skip_conn, flusher);
             }
-            RoomEvent::Members {
+            RoomEvent::Broadcast {
                 frame,
                 skip_conn,
                 skip_user,
@@ -133,9 +141,10 @@ impl Effect {
                 to,
                 frame,
                 skip_conn,
+                keep,
             } => {
                 let online = to.online.lock();
-                if online.is_empty() {
+                if online.is_empty() && keep {
                     let mut inbox = to.inbox.lock();
                     if inbox.len() == INBOX_CAP {
                         inbox.pop_front();
@@ -267,6 +276,12 @@ enum Hashed {
     },
 }
 
+/// An entry of the dispatch table.
+enum Op {
+    Builtin(OpKind),
+    Custom(Arc<Handler>),
+}
+
 /// What handling one request leaves to do.
 enum Step {
     /// Answered; go on with the next frame.
@@ -289,6 +304,7 @@ impl Chat {
     pub(crate) fn new(
         config: &Config,
         store: Option<(Store<Deferred>, Snapshot)>,
+        extensions: Extensions,
     ) -> Result<Chat, crate::store::StoreError> {
         let dummy_hash = bcrypt::hash("parlor-dummy-password", config.bcrypt_cost)
             .expect("bcrypt cost was validated");
@@ -296,7 +312,18 @@ impl Chat {
             Some((store, snapshot)) => (Some(store), snapshot),
             None => (None, Snapshot::default()),
         };
+        // One dispatch table: the built-in ops, then the embedder's commands (whose
+        // names the builder checked against these).
+        let mut ops: HashMap<String, Op> = OpKind::ALL
+            .iter()
+            .map(|&(name, kind)| (name.to_owned(), Op::Builtin(kind)))
+            .collect();
+        for (name, handler) in extensions.commands {
+            ops.insert(name, Op::Custom(handler));
+        }
         let mut chat = Chat {
+            ops,
+            hooks: extensions.hooks,
             accounts: Accounts::new(config.session_ttl),
             rooms: RwLock::new(BTreeMap::new()),
             hasher: Hasher::new(config.hash_threads, config.hash_queue),
@@ -417,12 +444,26 @@ impl Chat {
     }
 
     fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
-        let (id, request) = match protocol::parse(frame) {
-            Ok(parsed) => parsed,
-            Err(fault) => {
-                out.reply(conn, protocol::error(fault.id, &fault.code, &fault.message));
+        let refuse = |fault: protocol::Fault<'_>, out: &mut Out<'_>| {
+            out.reply(conn, protocol::error(fault.id, &fault.code, &fault.message));
+            Step::Next
+        };
+        let head = match protocol::parse_head(frame) {
+            Ok(head) => head,
+            Err(fault) => return refuse(fault, out),
+        };
+        let parsed = match self.ops.get(head.op.as_ref()) {
+            Some(Op::Builtin(kind)) => protocol::parse_request(&head, *kind),
+            Some(Op::Custom(handler)) => {
+                self.custom(conn, session, &head, handler.as_ref(), out);
                 return Step::Next;
             }
+            None => Err(protocol::unknown_op(&head)),
+        };
+        let id = head.id;
+        let request = match parsed {
+            Ok(request) => request,
+            Err(fault) => return refuse(fault, out),
         };
         if session.login.is_none() && !request.allowed_anonymously() {
             let message = "log in first (`login` or `resume`)";
@@ -480,6 +521,62 @@ impl Chat {
             }
         }
         step
+    }
+
+    /// Runs an embedder's command. A panic in it answers `internal` to this caller
+    /// only; what the command meant to send is dropped with it.
+    fn custom(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        head: &protocol::Head<'_>,
+        handler: &Handler,
+        out: &mut Out<'_>,
+    ) {
+        let mut cx = Context {
+            chat: self,
+            conn,
+            user: session.login.as_ref().map(|l| l.user.name.as_str()),
+            effects: Vec::new(),
+        };
+        let result = panic::catch_unwind(AssertUnwindSafe(|| handler(head.text, &mut cx)));
+        let mut effects = cx.effects;
+        let answer = match result {
+            Ok(Ok(value)) => protocol::reply_with(head.id, value),
+            Ok(Err(e)) => protocol::error(head.id, &e.code, &e.message),
+            Err(_) => {
+                log::error!("conn {}: the `{}` command panicked", conn.key, head.op);
+                effects.clear();
+                protocol::error(head.id, &ErrorCode::Internal, "the command failed")
+            }
+        };
+        effects.push(Effect::Send(Arc::clone(conn), answer));
+        out.commit(Vec::new(), effects);
+    }
+
+    /// Runs a hook; a panic in it is reported as `internal`.
+    fn hook<T>(
+        &self,
+        name: &str,
+        call: impl FnOnce() -> Result<T, CommandError>,
+    ) -> Result<T, Failure> {
+        match panic::catch_unwind(AssertUnwindSafe(call)) {
+            Ok(result) => result.map_err(|e| (e.code, e.message)),
+            Err(_) => {
+                log::error!("the `{name}` hook panicked");
+                fail(ErrorCode::Internal, "the server's hook failed")
+            }
+        }
+    }
+
+    /// The room of that name, for an embedder's command.
+    pub(crate) fn room_named(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
+    /// The user of that name, for an embedder's command.
+    pub(crate) fn user_named(&self, name: &str) -> Option<Arc<User>> {
+        self.accounts.user(name)
     }
 
     fn signup(
@@ -664,6 +761,12 @@ impl Chat {
                 .map(|dm| Effect::Send(Arc::clone(conn), dm)),
         );
         out.commit(std::mem::take(writes), effects);
+        if let Some(hook) = &self.hooks.logged_in {
+            let _ = self.hook("login", || {
+                hook(&user.name, conn.peer);
+                Ok(())
+            });
+        }
         session.login = Some(Login { user, token });
     }
 
@@ -777,7 +880,7 @@ impl Chat {
             return Ok(None);
         }
         user.rooms.lock().insert(room.name.clone());
-        let event = RoomEvent::Members {
+        let event = RoomEvent::Broadcast {
             frame: protocol::event(
                 "joined",
                 &MemberEvent {
@@ -814,7 +917,7 @@ impl Chat {
             );
         }
         user.rooms.lock().remove(&room.name);
-        let event = RoomEvent::Members {
+        let event = RoomEvent::Broadcast {
             frame: protocol::event(
                 "left",
                 &MemberEvent {
@@ -886,6 +989,14 @@ impl Chat {
                 format!("join `{name}` before sending to it"),
             );
         }
+        if let Some(check) = &self.hooks.message {
+            let message = RoomMessage {
+                room: &room.name,
+                from: &user.name,
+                text,
+            };
+            self.hook("message", || check(&message))?;
+        }
         let (seq, ts, frame) = state.append(&room.name, &user.name, text, now_ms());
         let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
         let write = || Write::Message {
@@ -938,6 +1049,7 @@ impl Chat {
                 to: recipient,
                 frame,
                 skip_conn: conn.key,
+                keep: true,
             },
             Effect::Send(Arc::clone(conn), ok),
         ];
@@ -1045,7 +1157,13 @@ impl Service for Chat {
         self.max_frame
     }
 
-    fn open(&self, _peer: SocketAddr) -> Session {
+    fn open(&self, peer: SocketAddr) -> Session {
+        if let Some(hook) = &self.hooks.opened {
+            let _ = self.hook("open", || {
+                hook(peer);
+                Ok(())
+            });
+        }
         Session {
             splitter: Splitter::new(self.max_frame),
             login: None,
@@ -1084,6 +1202,13 @@ impl Service for Chat {
     }
 
     fn closed(&self, conn: &Peer, session: &mut Session, _reason: CloseReason) {
+        if let Some(hook) = &self.hooks.closed {
+            let user = session.login.as_ref().map(|l| l.user.name.as_str());
+            let _ = self.hook("close", || {
+                hook(conn.peer, user);
+                Ok(())
+            });
+        }
         self.log_out(conn, session);
     }
 

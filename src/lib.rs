@@ -1,12 +1,64 @@
-//! parlor: a multi-client chat server (and echo server) over newline-delimited JSON.
+//! parlor: a multi-client chat server (and echo server) over newline-delimited JSON,
+//! and a library to write your own multi-client server without writing the event loop.
 //!
 //! One poller thread owns every socket's readiness; a pool of workers reads, parses
-//! and handles frames; password hashing has its own small pool. See `docs/protocol.md`
-//! for the wire protocol and `docs/architecture.md` for how the pieces fit.
+//! and handles frames; password hashing has its own small pool; an embedded SQLite
+//! store keeps everything (or nothing, in memory). The wire protocol is in
+//! `docs/protocol.md`, the design in `docs/architecture.md`.
+//!
+//! # A server with your own command, in a dozen lines
+//!
+//! ```
+//! use parlor::{CommandError, Context, Server};
+//! use serde_json::{Value, json};
+//!
+//! fn shout(req: Value, cx: &mut Context<'_>) -> Result<Value, CommandError> {
+//!     let text = req["text"].as_str().ok_or(CommandError::new("bad_request", "no `text`"))?;
+//!     let from = cx.user().unwrap_or("someone");
+//!     Ok(json!({ "text": format!("{from} says {}", text.to_uppercase()) }))
+//! }
+//!
+//! let server = Server::builder().addr("127.0.0.1:0").in_memory().command("shout", shout).build()?;
+//! let addr = server.local_addr();
+//! let handle = server.spawn(); // runs on background threads until shut down or dropped
+//! # let mut client = parlor::Client::connect(addr)?;
+//! # assert_eq!(client.request("shout", json!({"text": "hi"}))?["text"], "someone says HI");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # A client talking to it
+//!
+//! ```
+//! # use parlor::{CommandError, Context, Server};
+//! # use serde_json::{Value, json};
+//! # fn shout(req: Value, cx: &mut Context<'_>) -> Result<Value, CommandError> {
+//! #     let text = req["text"].as_str().ok_or(CommandError::new("bad_request", "no `text`"))?;
+//! #     let from = cx.user().unwrap_or("someone");
+//! #     Ok(json!({ "text": format!("{from} says {}", text.to_uppercase()) }))
+//! # }
+//! # let server = Server::builder().addr("127.0.0.1:0").in_memory()
+//! #     .configure(|c| c.bcrypt_cost = 4).command("shout", shout).build()?;
+//! # let addr = server.local_addr();
+//! # let _handle = server.spawn();
+//! use parlor::Client;
+//!
+//! let mut client = Client::connect(addr)?;
+//! client.signup("ada", "correct horse")?;
+//! client.login("ada", "correct horse")?;
+//! let answer = client.request("shout", json!({ "text": "hello" }))?;
+//! assert_eq!(answer["text"], "ada says HELLO");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Commands can also send to rooms and users ([`Context`]), and hooks see
+//! connections open and close, logins, and every room message before it is sent (and
+//! may refuse it): see [`ServerBuilder`]. `examples/custom_server.rs` is a complete
+//! dice server.
 
 mod accounts;
 mod chat;
 pub mod client;
+mod command;
 pub mod config;
 mod conn;
 mod echo;
@@ -26,7 +78,8 @@ mod worker;
 pub use client::{
     Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
 };
+pub use command::{CommandError, Context, RoomMessage};
 pub use config::{Config, Mode, Storage};
 pub use error_code::ErrorCode;
-pub use server::{Server, ServerError, ServerHandle, ShutdownTrigger};
+pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
 pub use store::{StoreError, SyncMode};

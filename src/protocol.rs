@@ -102,7 +102,7 @@ pub(crate) struct Fault<'a> {
 }
 
 #[derive(Deserialize)]
-struct Head<'a> {
+struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -186,9 +186,63 @@ fn fault<'a>(id: Option<&'a RawValue>, code: ErrorCode, message: impl Into<Strin
     }
 }
 
-/// Parses one frame (without its newline). On success returns the `id` to echo and
-/// the request; otherwise the error response to send.
-pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fault<'_>> {
+/// The built-in operations, by the name a request gives in `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Ping,
+    Echo,
+    Signup,
+    Login,
+    Resume,
+    Logout,
+    Whoami,
+    Create,
+    Join,
+    Leave,
+    Rooms,
+    Members,
+    Send,
+    Dm,
+    History,
+    Quit,
+}
+
+impl OpKind {
+    /// Every built-in op and its wire name: the first entries of the dispatch table.
+    pub(crate) const ALL: [(&'static str, OpKind); 16] = [
+        ("ping", OpKind::Ping),
+        ("echo", OpKind::Echo),
+        ("signup", OpKind::Signup),
+        ("login", OpKind::Login),
+        ("resume", OpKind::Resume),
+        ("logout", OpKind::Logout),
+        ("whoami", OpKind::Whoami),
+        ("create", OpKind::Create),
+        ("join", OpKind::Join),
+        ("leave", OpKind::Leave),
+        ("rooms", OpKind::Rooms),
+        ("members", OpKind::Members),
+        ("send", OpKind::Send),
+        ("dm", OpKind::Dm),
+        ("history", OpKind::History),
+        ("quit", OpKind::Quit),
+    ];
+}
+
+/// A request frame whose envelope is valid: a JSON object with a good `id` (if any)
+/// and a string `op`. The op's own fields are not looked at yet.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    /// The `id` to echo, as written.
+    pub(crate) id: Option<&'a RawValue>,
+    /// The op's name.
+    pub(crate) op: Cow<'a, str>,
+    /// The whole frame, for the op's fields.
+    pub(crate) text: &'a str,
+}
+
+/// Checks a frame's envelope (without its newline): JSON object, `id`, `op`.
+pub(crate) fn parse_head(frame: &[u8]) -> Result<Head<'_>, Fault<'_>> {
     let Ok(text) = std::str::from_utf8(frame) else {
         return Err(fault(
             None,
@@ -203,7 +257,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
             "the frame is not a JSON object",
         ));
     }
-    let head: Head<'_> = serde_json::from_str(text).map_err(|e| {
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::BadRequest
         } else {
@@ -211,7 +265,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
         };
         fault(None, code, format!("the frame is not a valid request: {e}"))
     })?;
-    let id = match head.id {
+    let id = match envelope.id {
         Some(raw) if !valid_id(raw.get()) => {
             return Err(fault(
                 None,
@@ -221,62 +275,77 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
         }
         id => id,
     };
-    let Some(op) = head.op else {
+    let Some(op) = envelope.op else {
         return Err(fault(id, ErrorCode::BadRequest, "the request has no `op`"));
     };
     let Ok(op) = serde_json::from_str::<Cow<'_, str>>(op.get()) else {
         return Err(fault(id, ErrorCode::BadRequest, "`op` must be a string"));
     };
+    Ok(Head { id, op, text })
+}
+
+/// The `unknown_op` answer for a head whose op is in no table.
+pub(crate) fn unknown_op<'a>(head: &Head<'a>) -> Fault<'a> {
+    fault(
+        head.id,
+        ErrorCode::UnknownOp,
+        format!("unknown op `{}`", head.op),
+    )
+}
+
+/// Reads the fields of built-in op `kind` from the frame.
+pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
+    let (id, text) = (head.id, head.text);
     let body = |e: serde_json::Error| {
         fault(
             id,
             ErrorCode::BadRequest,
-            format!("bad `{op}` request: {e}"),
+            format!("bad `{}` request: {e}", head.op),
         )
     };
-    let request = match op.as_ref() {
-        "ping" => Request::Ping,
-        "echo" => {
+    let request = match kind {
+        OpKind::Ping => Request::Ping,
+        OpKind::Echo => {
             let f: EchoFields<'_> = serde_json::from_str(text).map_err(body)?;
             Request::Echo { data: f.data }
         }
-        "signup" | "login" => {
+        OpKind::Signup => {
             let f: Credentials<'_> = serde_json::from_str(text).map_err(body)?;
-            if op == "signup" {
-                Request::Signup {
-                    user: f.user,
-                    password: f.password,
-                }
-            } else {
-                Request::Login {
-                    user: f.user,
-                    password: f.password,
-                }
+            Request::Signup {
+                user: f.user,
+                password: f.password,
             }
         }
-        "resume" => {
+        OpKind::Login => {
+            let f: Credentials<'_> = serde_json::from_str(text).map_err(body)?;
+            Request::Login {
+                user: f.user,
+                password: f.password,
+            }
+        }
+        OpKind::Resume => {
             let f: SessionField<'_> = serde_json::from_str(text).map_err(body)?;
             Request::Resume { session: f.session }
         }
-        "logout" => Request::Logout,
-        "whoami" => Request::Whoami,
-        "create" => {
+        OpKind::Logout => Request::Logout,
+        OpKind::Whoami => Request::Whoami,
+        OpKind::Create => {
             let f: CreateFields<'_> = serde_json::from_str(text).map_err(body)?;
             Request::Create {
                 room: f.room,
                 topic: f.topic,
             }
         }
-        "join" | "leave" | "members" => {
+        OpKind::Join | OpKind::Leave | OpKind::Members => {
             let f: RoomField<'_> = serde_json::from_str(text).map_err(body)?;
-            match op.as_ref() {
-                "join" => Request::Join { room: f.room },
-                "leave" => Request::Leave { room: f.room },
+            match kind {
+                OpKind::Join => Request::Join { room: f.room },
+                OpKind::Leave => Request::Leave { room: f.room },
                 _ => Request::Members { room: f.room },
             }
         }
-        "rooms" => Request::Rooms,
-        "send" => {
+        OpKind::Rooms => Request::Rooms,
+        OpKind::Send => {
             let f: SendFields<'_> = serde_json::from_str(text).map_err(body)?;
             non_empty(id, &f.text)?;
             Request::Send {
@@ -284,7 +353,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
                 text: f.text,
             }
         }
-        "dm" => {
+        OpKind::Dm => {
             let f: DmFields<'_> = serde_json::from_str(text).map_err(body)?;
             non_empty(id, &f.text)?;
             Request::Dm {
@@ -292,7 +361,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
                 text: f.text,
             }
         }
-        "history" => {
+        OpKind::History => {
             let f: HistoryFields<'_> = serde_json::from_str(text).map_err(body)?;
             let limit = f.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
             if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
@@ -311,16 +380,9 @@ pub(crate) fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fa
                 },
             }
         }
-        "quit" => Request::Quit,
-        _ => {
-            return Err(fault(
-                id,
-                ErrorCode::UnknownOp,
-                format!("unknown op `{op}`"),
-            ));
-        }
+        OpKind::Quit => Request::Quit,
     };
-    Ok((id, request))
+    Ok(request)
 }
 
 fn non_empty<'a>(id: Option<&'a RawValue>, text: &str) -> Result<(), Fault<'a>> {
@@ -388,6 +450,22 @@ impl Reply {
     }
 }
 
+/// A success response carrying an embedder's answer: an object's fields are the
+/// response's (`id` and `ok` excepted), `null` adds nothing, anything else is `result`.
+pub(crate) fn reply_with(id: Option<&RawValue>, value: serde_json::Value) -> Bytes {
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "id" | "ok"))
+            .fold(Reply::ok(id), |reply, (name, value)| {
+                reply.field(name, value)
+            })
+            .finish(),
+        serde_json::Value::Null => Reply::ok(id).finish(),
+        other => Reply::ok(id).field("result", &other).finish(),
+    }
+}
+
 /// An error response: `{"id":..,"ok":false,"error":<code>,"message":<message>}`.
 pub(crate) fn error(id: Option<&RawValue>, code: &ErrorCode, message: &str) -> Bytes {
     let mut buf = open_response(id);
@@ -449,11 +527,28 @@ pub(crate) struct ClosingEvent<'a> {
 /// Encodes `{"event":<name>,...fields}\n` once, to be shared by every recipient.
 pub(crate) fn event<T: Serialize>(name: &str, fields: &T) -> Bytes {
     let fields = serde_json::to_vec(fields).expect("serialising to a Vec cannot fail");
+    event_with(name, &fields)
+}
+
+/// Encodes an embedder's event, whose `fields` must serialise to a JSON object.
+pub(crate) fn custom_event<T: Serialize + ?Sized>(name: &str, fields: &T) -> Result<Bytes, String> {
+    let fields = serde_json::to_vec(fields).map_err(|e| format!("cannot encode the event: {e}"))?;
+    if fields.first() != Some(&b'{') {
+        return Err(format!(
+            "the fields of event `{name}` must be a JSON object"
+        ));
+    }
+    Ok(event_with(name, &fields))
+}
+
+/// `fields` is an encoded JSON object; its opening brace gives way to the name.
+fn event_with(name: &str, fields: &[u8]) -> Bytes {
     let mut buf = Vec::with_capacity(fields.len() + name.len() + 16);
     buf.extend_from_slice(b"{\"event\":");
     json_into(&mut buf, name);
-    buf.push(b',');
-    // The fields' own opening brace is replaced by the event name before them.
+    if fields.len() > 2 {
+        buf.push(b',');
+    }
     buf.extend_from_slice(&fields[1..]);
     buf.push(b'\n');
     Bytes::from(buf)
@@ -462,6 +557,15 @@ pub(crate) fn event<T: Serialize>(name: &str, fields: &T) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses a frame as the built-in dispatch table would.
+    fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fault<'_>> {
+        let head = parse_head(frame)?;
+        match OpKind::ALL.iter().find(|(name, _)| *name == head.op) {
+            Some(&(_, kind)) => parse_request(&head, kind).map(|r| (head.id, r)),
+            None => Err(unknown_op(&head)),
+        }
+    }
 
     fn code(frame: &str) -> ErrorCode {
         parse(frame.as_bytes())

@@ -3,17 +3,20 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 
 use polling::Poller;
+use serde::de::DeserializeOwned;
 
 use crate::chat::Chat;
+use crate::command::{CommandError, Context, Extensions, Handler, RoomMessage};
 use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
 use crate::poller::{self, PollerSetup};
+use crate::protocol::OpKind;
 use crate::reactor::Reactor;
 use crate::service::Service;
 use crate::store::{Store, StoreError};
@@ -35,6 +38,9 @@ pub enum ServerError {
     Poller(io::Error),
     /// The data directory or database cannot be used.
     Store(StoreError),
+    /// A command was registered under the name of a built-in op or of another
+    /// command.
+    CommandClash(String),
 }
 
 impl fmt::Display for ServerError {
@@ -50,6 +56,12 @@ impl fmt::Display for ServerError {
             ServerError::Config(why) => write!(f, "invalid configuration: {why}"),
             ServerError::Poller(e) => write!(f, "the poller failed: {e}"),
             ServerError::Store(e) => e.fmt(f),
+            ServerError::CommandClash(name) => {
+                write!(
+                    f,
+                    "the command name `{name}` is taken (by a built-in op or another command)"
+                )
+            }
         }
     }
 }
@@ -59,7 +71,7 @@ impl std::error::Error for ServerError {
         match self {
             ServerError::Bind { source, .. } | ServerError::Poller(source) => Some(source),
             ServerError::Store(e) => Some(e),
-            ServerError::Config(_) => None,
+            ServerError::Config(_) | ServerError::CommandClash(_) => None,
         }
     }
 }
@@ -93,17 +105,29 @@ impl Server {
     /// Checks the configuration, opens the data directory (chat mode), and opens the
     /// listening socket (port 0 picks one).
     pub fn bind(config: Config) -> Result<Server, ServerError> {
+        Server::bind_with(config, Extensions::default())
+    }
+
+    /// A builder, for the configuration and your own commands and hooks.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config::default(),
+            extensions: Extensions::default(),
+            error: None,
+        }
+    }
+
+    fn bind_with(config: Config, extensions: Extensions) -> Result<Server, ServerError> {
         validate(&config)?;
-        let chat = match (config.mode, &config.storage) {
-            (Mode::Echo, _) => None,
-            (Mode::Chat, Storage::InMemory) => {
-                Some(Chat::new(&config, None).map_err(ServerError::Store)?)
-            }
-            (Mode::Chat, Storage::Dir(dir)) => {
-                let store = Store::open(dir, config.sync, config.history_len)
-                    .map_err(ServerError::Store)?;
-                Some(Chat::new(&config, Some(store)).map_err(ServerError::Store)?)
-            }
+        let store = match (config.mode, &config.storage) {
+            (Mode::Chat, Storage::Dir(dir)) => Some(
+                Store::open(dir, config.sync, config.history_len).map_err(ServerError::Store)?,
+            ),
+            _ => None,
+        };
+        let chat = match config.mode {
+            Mode::Echo => None,
+            Mode::Chat => Some(Chat::new(&config, store, extensions).map_err(ServerError::Store)?),
         };
         let bind_err = |source| ServerError::Bind {
             addr: config.addr,
@@ -295,5 +319,144 @@ impl ShutdownTrigger {
         if let Err(e) = self.poller.notify() {
             log::error!("cannot wake the poller to shut down: {e}");
         }
+    }
+}
+
+/// Builds a [`Server`]: its configuration, plus your own commands and hooks.
+///
+/// ```
+/// use parlor::{CommandError, Server};
+/// use serde_json::{Value, json};
+///
+/// let server = Server::builder()
+///     .addr("127.0.0.1:0")
+///     .configure(|c| c.storage = parlor::Storage::InMemory)
+///     .command("shout", |req: Value, _cx: &mut parlor::Context<'_>| {
+///         let text = req["text"].as_str().ok_or_else(|| CommandError::new("bad_request", "`text` is missing"))?;
+///         Ok(json!({ "text": text.to_uppercase() }))
+///     })
+///     .build()?;
+/// # Ok::<(), parlor::ServerError>(())
+/// ```
+pub struct ServerBuilder {
+    config: Config,
+    extensions: Extensions,
+    /// The first mistake seen; `build` reports it.
+    error: Option<ServerError>,
+}
+
+impl ServerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Changes the configuration in place: any knob of [`Config`].
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    /// The address to listen on (`"127.0.0.1:7878"`; port 0 picks a free one).
+    pub fn addr(mut self, addr: impl ToSocketAddrs) -> Self {
+        match addr.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => self.config.addr = addr,
+            Ok(None) => self.fail(ServerError::Config(
+                "the address resolves to nothing".into(),
+            )),
+            Err(e) => self.fail(ServerError::Config(format!("bad address: {e}"))),
+        }
+        self
+    }
+
+    /// Keeps everything in memory: no data directory.
+    pub fn in_memory(mut self) -> Self {
+        self.config.storage = Storage::InMemory;
+        self
+    }
+
+    /// Worker threads.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// Adds an op named `name`. Its handler runs on the worker pool with the request
+    /// (the whole frame, as `T`; a frame that does not fit `T` is `bad_request`) and
+    /// a [`Context`](crate::Context). An object it returns becomes the response's
+    /// fields; an error becomes an error response with its code. Anyone may call it,
+    /// logged in or not: check [`Context::user`](crate::Context::user) if it matters.
+    /// A name taken by a built-in op or another command fails [`build`](Self::build).
+    pub fn command<T, F>(mut self, name: &str, handler: F) -> Self
+    where
+        T: DeserializeOwned,
+        F: Fn(T, &mut Context<'_>) -> Result<serde_json::Value, CommandError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let builtin = OpKind::ALL.iter().any(|(op, _)| *op == name);
+        if builtin
+            || self
+                .extensions
+                .commands
+                .iter()
+                .any(|(taken, _)| taken == name)
+        {
+            self.fail(ServerError::CommandClash(name.to_owned()));
+            return self;
+        }
+        let handler: Arc<Handler> = Arc::new(move |text: &str, cx: &mut Context<'_>| {
+            let request = serde_json::from_str::<T>(text)
+                .map_err(|e| CommandError::new("bad_request", e.to_string()))?;
+            handler(request, cx)
+        });
+        self.extensions.commands.push((name.to_owned(), handler));
+        self
+    }
+
+    /// Called with the peer's address when a connection opens (on the poller thread:
+    /// keep it quick).
+    pub fn on_open(mut self, hook: impl Fn(SocketAddr) + Send + Sync + 'static) -> Self {
+        self.extensions.hooks.opened = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called when a connection closes, with the user it was logged in as.
+    pub fn on_close(
+        mut self,
+        hook: impl Fn(SocketAddr, Option<&str>) + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions.hooks.closed = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called when a connection logs in (`login` or `resume`) as a user.
+    pub fn on_login(mut self, hook: impl Fn(&str, SocketAddr) + Send + Sync + 'static) -> Self {
+        self.extensions.hooks.logged_in = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called before a room message is sent (under the room's lock: keep it quick).
+    /// An error stops the message from reaching anyone, and is the sender's answer.
+    pub fn on_message(
+        mut self,
+        hook: impl Fn(&RoomMessage<'_>) -> Result<(), CommandError> + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions.hooks.message = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks everything and binds, as [`Server::bind`] does.
+    pub fn build(self) -> Result<Server, ServerError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Server::bind_with(self.config, self.extensions),
+        }
+    }
+
+    fn fail(&mut self, error: ServerError) {
+        self.error.get_or_insert(error);
     }
 }

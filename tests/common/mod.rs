@@ -55,15 +55,18 @@ pub fn rerun_with_store(this_test: &str) {
         std::env::temp_dir().join(format!("parlor-suite-{}-{this_test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let exe = std::env::current_exe().expect("the test binary's path");
-    let status = std::process::Command::new(exe)
+    let output = std::process::Command::new(exe)
         .env(STORE_ENV, &root)
         .args(["--skip", this_test, "--test-threads", "4"])
-        .status()
+        .output()
         .expect("cannot rerun the test binary");
     let _ = std::fs::remove_dir_all(&root);
+    // Its report is shown only when it failed, so a passing run reads as one test.
     assert!(
-        status.success(),
-        "the suite failed against servers with a data directory"
+        output.status.success(),
+        "the suite failed against servers with a data directory:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
