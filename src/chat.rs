@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -20,6 +20,7 @@ use crate::conn::{CloseReason, Conn, Flusher, Io, pending};
 use crate::error_code::ErrorCode;
 use crate::framing::{Split, Splitter};
 use crate::hasher::Hasher;
+use crate::metrics::ChatMetrics;
 use crate::protocol::{
     self, ClosingEvent, DmEvent, HistoryQuery, MemberEvent, OpKind, Reply, Request,
 };
@@ -44,6 +45,7 @@ const MAX_PASSWORD: usize = 72;
 pub(crate) struct Chat {
     /// Every op by name: built-in or the embedder's.
     ops: HashMap<String, Op>,
+    metrics: Arc<ChatMetrics>,
     hooks: Hooks,
     accounts: Accounts,
     rooms: RwLock<BTreeMap<String, Arc<Room>>>,
@@ -55,6 +57,9 @@ pub(crate) struct Chat {
     bcrypt_cost: u32,
     max_frame: usize,
     max_text: usize,
+    max_frame_rate: u32,
+    max_rooms: usize,
+    max_room_members: usize,
     history_cap: usize,
 }
 
@@ -66,6 +71,8 @@ pub(crate) struct Session {
     hashed: Option<Hashed>,
     /// The first bytes have been looked at (for a TLS client on the plain port).
     greeted: bool,
+    /// The per-connection frame rate limit.
+    limiter: FrameLimiter,
     /// Submissions to the store that carry this connection's answers and have not
     /// been committed yet: while there are any, later answers queue behind them.
     in_store: Arc<AtomicUsize>,
@@ -112,30 +119,34 @@ pub(crate) enum RoomEvent {
 }
 
 impl RoomEvent {
-    fn apply(self, state: &mut RoomState, flusher: &mut Flusher<Chat>) {
+    /// Delivers the event; returns how many message deliveries that made.
+    fn apply(self, state: &mut RoomState, flusher: &mut Flusher<Chat>) -> usize {
         match self {
             RoomEvent::Message {
                 seq,
                 frame,
                 skip_conn,
-            } => {
-                state.deliver_message(seq, &frame, skip_conn, flusher);
-            }
+            } => state.deliver_message(seq, &frame, skip_conn, flusher),
             RoomEvent::Broadcast {
                 frame,
                 skip_conn,
                 skip_user,
             } => {
                 state.broadcast(&frame, skip_conn, skip_user.as_deref(), flusher);
+                0
             }
         }
     }
 }
 
 impl Effect {
-    fn run(self, flusher: &mut Flusher<Chat>) {
+    /// Carries the effect out; returns how many message or DM deliveries it made.
+    fn run(self, flusher: &mut Flusher<Chat>) -> usize {
         match self {
-            Effect::Send(peer, frame) => peer.send(frame, flusher),
+            Effect::Send(peer, frame) => {
+                peer.send(frame, flusher);
+                0
+            }
             Effect::Room(room, event) => event.apply(&mut room.state.lock(), flusher),
             Effect::Dm {
                 to,
@@ -150,11 +161,15 @@ impl Effect {
                         inbox.pop_front();
                     }
                     inbox.push_back(frame);
+                    0
                 } else {
-                    room::deliver_to(&online, &frame, skip_conn, flusher);
+                    room::deliver_to(&online, &frame, skip_conn, flusher)
                 }
             }
-            Effect::Finish(peer) => peer.close_when_drained(CloseReason::Quit, None),
+            Effect::Finish(peer) => {
+                peer.close_when_drained(CloseReason::Quit, None);
+                0
+            }
         }
     }
 
@@ -169,12 +184,12 @@ impl Effect {
 }
 
 /// Runs the effects of a committed batch, in order, and writes them out.
-fn run_committed(batch: Vec<(Deferred, bool)>) {
+fn run_committed(batch: Vec<(Deferred, bool)>, metrics: &ChatMetrics) {
     let mut flusher = Flusher::default();
     for (deferred, committed) in batch {
         for effect in deferred.effects {
             if committed {
-                effect.run(&mut flusher);
+                metrics.deliveries.add(effect.run(&mut flusher) as u64);
             } else {
                 effect.fail();
             }
@@ -187,6 +202,7 @@ fn run_committed(batch: Vec<(Deferred, bool)>) {
 /// The answers and effects of the requests of one read, on their way out.
 struct Out<'a> {
     flusher: &'a mut Flusher<Chat>,
+    metrics: &'a ChatMetrics,
     store: Option<&'a Store<Deferred>>,
     owner: &'a Arc<AtomicUsize>,
 }
@@ -209,7 +225,7 @@ impl Out<'_> {
             }
             _ => {
                 for effect in effects {
-                    effect.run(self.flusher);
+                    self.metrics.deliveries.add(effect.run(self.flusher) as u64);
                 }
             }
         }
@@ -242,7 +258,8 @@ impl Out<'_> {
             ];
             self.commit(vec![write()], effects);
         } else {
-            event.apply(state, self.flusher);
+            let delivered = event.apply(state, self.flusher);
+            self.metrics.deliveries.add(delivered as u64);
             conn.send(answer, self.flusher);
         }
     }
@@ -274,6 +291,51 @@ enum Hashed {
         user: String,
         verified: bool,
     },
+}
+
+/// A token bucket: `rate` frames a second on average, bursts of twice that.
+struct FrameLimiter {
+    /// Frames a second; 0 admits everything.
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    /// Frames refused in a row.
+    refused: u32,
+}
+
+impl FrameLimiter {
+    fn new(rate: u32) -> FrameLimiter {
+        FrameLimiter {
+            rate: f64::from(rate),
+            tokens: f64::from(rate) * 2.0,
+            last: Instant::now(),
+            refused: 0,
+        }
+    }
+
+    /// Takes a token for one frame, if there is one.
+    fn admit(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+
+    /// A client that goes on after a whole burst's worth of refusals is not going to
+    /// slow down.
+    fn flooding(&self) -> bool {
+        f64::from(self.refused) > self.rate * 2.0
+    }
 }
 
 /// An entry of the dispatch table.
@@ -323,6 +385,7 @@ impl Chat {
         }
         let mut chat = Chat {
             ops,
+            metrics: Arc::new(ChatMetrics::new(OpKind::ALL.iter().map(|&(name, _)| name))),
             hooks: extensions.hooks,
             accounts: Accounts::new(config.session_ttl),
             rooms: RwLock::new(BTreeMap::new()),
@@ -332,6 +395,9 @@ impl Chat {
             bcrypt_cost: config.bcrypt_cost,
             max_frame: config.max_frame,
             max_text: config.max_text,
+            max_frame_rate: config.max_frame_rate,
+            max_rooms: config.max_rooms,
+            max_room_members: config.max_room_members,
             history_cap: 0,
         };
         // With a store, memory keeps the newest messages and the store the rest;
@@ -343,7 +409,8 @@ impl Chat {
         };
         chat.restore(snapshot);
         if let Some(store) = &mut chat.store {
-            store.start(run_committed)?;
+            let metrics = Arc::clone(&chat.metrics);
+            store.start(move |batch| run_committed(batch, &metrics))?;
         }
         Ok(chat)
     }
@@ -407,13 +474,29 @@ impl Chat {
         let owner = Arc::clone(&session.in_store);
         let mut out = Out {
             flusher,
+            metrics: &self.metrics,
             store: self.store.as_ref(),
             owner: &owner,
         };
+        // One clock reading serves every frame of this read.
+        let now = Instant::now();
         loop {
             match session.splitter.next(inbuf.data()) {
                 Split::Frame { end, next } => {
-                    let step = self.handle(conn, session, &inbuf.data()[..end], &mut out);
+                    self.metrics.frames_in.inc();
+                    let frame = &inbuf.data()[..end];
+                    let step = if session.limiter.admit(now) {
+                        self.handle(conn, session, frame, &mut out)
+                    } else if session.limiter.flooding() {
+                        log::warn!("conn {}: closing a client that keeps flooding", conn.key);
+                        conn.abort(CloseReason::Flood);
+                        return Flow::Stop;
+                    } else {
+                        let id = protocol::parse_head(frame).ok().and_then(|head| head.id);
+                        let message = "too many frames; slow down";
+                        out.reply(conn, self.error(id, &ErrorCode::RateLimited, message));
+                        Step::Next
+                    };
                     inbuf.consume(next);
                     match step {
                         Step::Next => {}
@@ -424,10 +507,7 @@ impl Chat {
                 Split::TooLarge { next } => {
                     inbuf.consume(next);
                     let message = format!("the frame is longer than {} bytes", self.max_frame);
-                    out.reply(
-                        conn,
-                        protocol::error(None, &ErrorCode::FrameTooLarge, &message),
-                    );
+                    out.reply(conn, self.error(None, &ErrorCode::FrameTooLarge, &message));
                 }
                 Split::Skip { next } => inbuf.consume(next),
                 Split::Incomplete => break,
@@ -444,21 +524,38 @@ impl Chat {
     }
 
     fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
+        let started = Instant::now();
+        match protocol::parse_head(frame) {
+            Ok(head) => {
+                let step = self.dispatch(conn, session, &head, out);
+                self.metrics.handled(&head.op, started.elapsed());
+                step
+            }
+            Err(fault) => {
+                out.reply(conn, self.error(fault.id, &fault.code, &fault.message));
+                Step::Next
+            }
+        }
+    }
+
+    fn dispatch(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        head: &protocol::Head<'_>,
+        out: &mut Out<'_>,
+    ) -> Step {
         let refuse = |fault: protocol::Fault<'_>, out: &mut Out<'_>| {
-            out.reply(conn, protocol::error(fault.id, &fault.code, &fault.message));
+            out.reply(conn, self.error(fault.id, &fault.code, &fault.message));
             Step::Next
         };
-        let head = match protocol::parse_head(frame) {
-            Ok(head) => head,
-            Err(fault) => return refuse(fault, out),
-        };
         let parsed = match self.ops.get(head.op.as_ref()) {
-            Some(Op::Builtin(kind)) => protocol::parse_request(&head, *kind),
+            Some(Op::Builtin(kind)) => protocol::parse_request(head, *kind),
             Some(Op::Custom(handler)) => {
-                self.custom(conn, session, &head, handler.as_ref(), out);
+                self.custom(conn, session, head, handler.as_ref(), out);
                 return Step::Next;
             }
-            None => Err(protocol::unknown_op(&head)),
+            None => Err(protocol::unknown_op(head)),
         };
         let id = head.id;
         let request = match parsed {
@@ -467,10 +564,7 @@ impl Chat {
         };
         if session.login.is_none() && !request.allowed_anonymously() {
             let message = "log in first (`login` or `resume`)";
-            out.reply(
-                conn,
-                protocol::error(id, &ErrorCode::NotAuthenticated, message),
-            );
+            out.reply(conn, self.error(id, &ErrorCode::NotAuthenticated, message));
             return Step::Next;
         }
         let mut step = Step::Next;
@@ -517,7 +611,7 @@ impl Chat {
             Ok(None) => {}
             Err((code, message)) => {
                 step = Step::Next;
-                out.reply(conn, protocol::error(id, &code, &message));
+                out.reply(conn, self.error(id, &code, &message));
             }
         }
         step
@@ -543,15 +637,21 @@ impl Chat {
         let mut effects = cx.effects;
         let answer = match result {
             Ok(Ok(value)) => protocol::reply_with(head.id, value),
-            Ok(Err(e)) => protocol::error(head.id, &e.code, &e.message),
+            Ok(Err(e)) => self.error(head.id, &e.code, &e.message),
             Err(_) => {
                 log::error!("conn {}: the `{}` command panicked", conn.key, head.op);
                 effects.clear();
-                protocol::error(head.id, &ErrorCode::Internal, "the command failed")
+                self.error(head.id, &ErrorCode::Internal, "the command failed")
             }
         };
         effects.push(Effect::Send(Arc::clone(conn), answer));
         out.commit(Vec::new(), effects);
+    }
+
+    /// An error response, counted for `/metrics`.
+    fn error(&self, id: Option<&RawValue>, code: &ErrorCode, message: &str) -> Bytes {
+        self.metrics.error(code.as_str());
+        protocol::error(id, code, message)
     }
 
     /// Runs a hook; a panic in it is reported as `internal`.
@@ -661,7 +761,7 @@ impl Chat {
                 let Some(hash) = hash else {
                     out.reply(
                         conn,
-                        protocol::error(id, &ErrorCode::Internal, "password hashing failed"),
+                        self.error(id, &ErrorCode::Internal, "password hashing failed"),
                     );
                     return;
                 };
@@ -677,17 +777,23 @@ impl Chat {
                 });
                 if inserted.is_err() {
                     let message = format!("the name `{user}` is taken");
-                    out.reply(conn, protocol::error(id, &ErrorCode::UserExists, &message));
+                    out.reply(conn, self.error(id, &ErrorCode::UserExists, &message));
                 }
             }
             Hashed::Login { id, user, verified } => {
                 let id = id.as_deref();
                 let account = self.accounts.user(&user).filter(|_| verified);
                 self.accounts.record_login(&user, account.is_some());
+                let counter = if account.is_some() {
+                    &self.metrics.logins_ok
+                } else {
+                    &self.metrics.logins_failed
+                };
+                counter.inc();
                 let Some(account) = account else {
                     out.reply(
                         conn,
-                        protocol::error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
+                        self.error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
                     );
                     return;
                 };
@@ -717,7 +823,7 @@ impl Chat {
         let Some((user, hash)) = self.accounts.resume(token) else {
             out.reply(
                 conn,
-                protocol::error(
+                self.error(
                     id,
                     &ErrorCode::AuthFailed,
                     "unknown, expired or revoked session",
@@ -832,6 +938,10 @@ impl Chat {
                 format!("the room `{room}` exists; `join` it"),
             );
         }
+        if rooms.len() >= self.max_rooms {
+            let message = format!("the server holds its maximum of {} rooms", self.max_rooms);
+            return fail(ErrorCode::TooManyRooms, message);
+        }
         let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
         created.state.lock().add_member(user);
         user.rooms.lock().insert(room.to_owned());
@@ -866,6 +976,13 @@ impl Chat {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
         let mut state = room.state.lock();
+        if !state.is_member(&user.name) && state.members.len() >= self.max_room_members {
+            let message = format!(
+                "`{name}` has its maximum of {} members",
+                self.max_room_members
+            );
+            return fail(ErrorCode::RoomFull, message);
+        }
         let added = state.add_member(user);
         let members: Vec<&String> = state.members.keys().collect();
         let ok = Reply::ok(id)
@@ -998,6 +1115,7 @@ impl Chat {
             self.hook("message", || check(&message))?;
         }
         let (seq, ts, frame) = state.append(&room.name, &user.name, text, now_ms());
+        self.metrics.messages.inc();
         let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
         let write = || Write::Message {
             room: room.name.clone(),
@@ -1169,6 +1287,7 @@ impl Service for Chat {
             login: None,
             hashed: None,
             greeted: false,
+            limiter: FrameLimiter::new(self.max_frame_rate),
             in_store: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -1193,6 +1312,7 @@ impl Service for Chat {
             let owner = Arc::clone(&io.session.in_store);
             let mut out = Out {
                 flusher: &mut *flusher,
+                metrics: &self.metrics,
                 store: self.store.as_ref(),
                 owner: &owner,
             };
@@ -1214,15 +1334,19 @@ impl Service for Chat {
 
     fn closing_frame(reason: CloseReason) -> Option<Bytes> {
         match reason {
-            CloseReason::SlowConsumer | CloseReason::IdleTimeout | CloseReason::Shutdown => {
-                Some(protocol::event(
-                    "closing",
-                    &ClosingEvent {
-                        reason: reason.as_str(),
-                    },
-                ))
-            }
-            CloseReason::Eof | CloseReason::Quit | CloseReason::Error => None,
+            CloseReason::SlowConsumer
+            | CloseReason::IdleTimeout
+            | CloseReason::Shutdown
+            | CloseReason::Flood => Some(protocol::event(
+                "closing",
+                &ClosingEvent {
+                    reason: reason.as_str(),
+                },
+            )),
+            CloseReason::Eof
+            | CloseReason::Quit
+            | CloseReason::Error
+            | CloseReason::HandshakeTimeout => None,
         }
     }
 
@@ -1233,5 +1357,12 @@ impl Service for Chat {
                 reason: "server_full",
             },
         ))
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out, self.hasher.queued());
+        if let Some(store) = &self.store {
+            store.metrics().render(out);
+        }
     }
 }

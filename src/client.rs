@@ -5,6 +5,9 @@
 //! pushes are kept in order and handed out later by [`Client::next_event`], so nothing
 //! is lost by doing requests and listening on one connection.
 //!
+//! [`Client::connect_tls`] speaks the same protocol over TLS (rustls), checking the
+//! server's certificate against the public authorities or a CA file ([`TlsOptions`]).
+//!
 //! ```
 //! use std::time::Duration;
 //! use parlor::client::{Event, HistoryQuery};
@@ -46,9 +49,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -65,6 +73,58 @@ pub const MAX_LINE: usize = 16 << 20;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 << 10;
+
+/// How long a TLS handshake may take unless [`TlsOptions::handshake_timeout`] says
+/// otherwise; the parlor server gives up on a client's handshake after as long.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server name checked when the address names no host (`:7878`).
+const FALLBACK_SERVER_NAME: &str = "localhost";
+
+/// How [`Client::connect_tls`] sets up TLS: which certificates to trust and which name
+/// the server's certificate must carry.
+///
+/// ```no_run
+/// use parlor::client::TlsOptions;
+/// use parlor::Client;
+///
+/// # fn main() -> Result<(), parlor::ClientError> {
+/// // A server with a certificate from a public authority (Let's Encrypt, say).
+/// let public = Client::connect_tls("chat.example.org:7878", &TlsOptions::default())?;
+///
+/// // A server with a certificate from `parlor gen-cert --out certs`.
+/// let tls = TlsOptions {
+///     ca_file: Some("certs/cert.pem".into()),
+///     ..TlsOptions::default()
+/// };
+/// let private = Client::connect_tls("127.0.0.1:7878", &tls)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The name the server's certificate must be valid for: a DNS name
+    /// (`chat.example.org`) or an IP address (`127.0.0.1`). `None` (the default): the
+    /// host part of the address connected to, `localhost` if it has none.
+    pub server_name: Option<String>,
+    /// A PEM file of certificates to trust instead of the public authorities (the
+    /// Mozilla list built into `webpki-roots`): a private CA, or a self-signed server
+    /// certificate itself. `None` (the default): the public authorities.
+    pub ca_file: Option<PathBuf>,
+    /// How long the handshake may take before the connect fails
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] by default).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsOptions {
+    fn default() -> TlsOptions {
+        TlsOptions {
+            server_name: None,
+            ca_file: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
 
 /// Everything that can go wrong talking to the server.
 #[derive(Debug)]
@@ -88,6 +148,10 @@ pub enum ClientError {
     },
     /// No response (or no write progress) within the client's timeout.
     Timeout,
+    /// TLS failed: the handshake (a certificate not trusted or not valid for the
+    /// server's name, a server that does not speak TLS on that port), the CA file, or a
+    /// damaged record later on.
+    Tls(String),
 }
 
 impl ClientError {
@@ -113,6 +177,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::Closed { reason: None } => f.write_str("connection closed by the server"),
             ClientError::Timeout => f.write_str("timed out waiting for the server"),
+            ClientError::Tls(what) => write!(f, "TLS error: {what}"),
         }
     }
 }
@@ -128,7 +193,15 @@ impl std::error::Error for ClientError {
 
 impl From<io::Error> for ClientError {
     fn from(e: io::Error) -> ClientError {
-        ClientError::Io(e)
+        // rustls reports a bad certificate or a damaged record as an I/O error that
+        // wraps its own error; that is a TLS failure, not a socket one.
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => ClientError::Tls(describe_tls(tls)),
+            None => ClientError::Io(e),
+        }
     }
 }
 
@@ -251,7 +324,7 @@ pub struct HistoryQuery {
 /// Not thread-safe by design: one thread drives one connection. Events that arrive
 /// while a request waits for its response are queued for [`Client::next_event`].
 pub struct Client {
-    stream: TcpStream,
+    stream: Transport,
     reader: LineReader,
     next_id: u64,
     /// Ids of requests sent whose responses have not been read, oldest first. The
@@ -268,7 +341,8 @@ impl fmt::Debug for Client {
     // The read buffer is left out: it is large and says nothing useful.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("stream", &self.stream)
+            .field("stream", &self.stream.tcp)
+            .field("tls", &self.stream.tls.is_some())
             .field("next_id", &self.next_id)
             .field("outstanding", &self.outstanding)
             .field("responses", &self.responses.len())
@@ -290,7 +364,67 @@ impl Client {
         // One small frame per request: without this, Nagle's algorithm meeting the
         // server's delayed ACKs adds tens of milliseconds to pipelined requests.
         stream.set_nodelay(true)?;
-        Ok(Client {
+        Ok(Client::over(Transport {
+            tcp: stream,
+            tls: None,
+        }))
+    }
+
+    /// Connects to a chat server over TLS. The handshake happens here, so a
+    /// certificate that is not trusted, or not valid for the server's name, fails the
+    /// connect ([`ClientError::Tls`]) rather than the first request.
+    ///
+    /// Unless `tls` names the server, its certificate must be valid for the host part
+    /// of `addr` as written (`localhost` in `localhost:7878`, the IP address in
+    /// `127.0.0.1:7878`).
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs + fmt::Display,
+        tls: &TlsOptions,
+    ) -> Result<Client, ClientError> {
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => server_name_of(&addr.to_string()),
+        };
+        Client::tls_over(TcpStream::connect(addr)?, &name, tls)
+    }
+
+    /// Starts TLS on a stream that is already connected to a chat server, as
+    /// [`Client::connect_tls`] does. Unless `tls` names the server, its certificate must
+    /// be valid for the IP address the stream is connected to.
+    pub fn from_stream_tls(stream: TcpStream, tls: &TlsOptions) -> Result<Client, ClientError> {
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => stream.peer_addr()?.ip().to_string(),
+        };
+        Client::tls_over(stream, &name, tls)
+    }
+
+    /// Does the TLS handshake as `name` on `stream`, then wraps it.
+    fn tls_over(
+        mut stream: TcpStream,
+        name: &str,
+        tls: &TlsOptions,
+    ) -> Result<Client, ClientError> {
+        let server_name = ServerName::try_from(name.to_owned()).map_err(|e| {
+            ClientError::Tls(format!(
+                "{name:?} cannot be a server name (a DNS name or an IP address): {e}"
+            ))
+        })?;
+        let config = client_config(tls.ca_file.as_deref())?;
+        let mut conn = ClientConnection::new(config, server_name)
+            .map_err(|e| ClientError::Tls(format!("cannot start TLS: {e}")))?;
+        // As for a plain stream (see `from_stream`), and set before the handshake so
+        // that its small records are not held back either.
+        stream.set_nodelay(true)?;
+        handshake(&mut conn, &mut stream, tls.handshake_timeout)?;
+        Ok(Client::over(Transport {
+            tcp: stream,
+            tls: Some(Box::new(conn)),
+        }))
+    }
+
+    fn over(stream: Transport) -> Client {
+        Client {
             stream,
             reader: LineReader::default(),
             next_id: 1,
@@ -299,7 +433,7 @@ impl Client {
             events: VecDeque::new(),
             timeout: DEFAULT_TIMEOUT,
             closing_reason: None,
-        })
+        }
     }
 
     /// Sets how long a request waits for its response (and a write for progress)
@@ -485,17 +619,17 @@ impl Client {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.set_write_timeout(Some(self.timeout))?;
+        self.stream.tcp.set_write_timeout(Some(self.timeout))?;
         match self.stream.write_all(bytes) {
             Ok(()) => Ok(()),
             Err(e) if is_timeout(&e) => {
                 // Part of the frame may have gone out; anything sent after it would be
                 // glued onto it, so the connection cannot be trusted any more.
-                let _ = self.stream.shutdown(Shutdown::Both);
+                let _ = self.stream.tcp.shutdown(Shutdown::Both);
                 Err(ClientError::Timeout)
             }
             Err(e) if is_disconnect(&e) => Err(self.closed()),
-            Err(e) => Err(ClientError::Io(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -652,13 +786,16 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Whether a socket error means the server has gone away.
+/// Whether a socket error means the server has gone away. Over TLS, a connection
+/// closed without a TLS goodbye (`close_notify`) reads as `UnexpectedEof`; for a
+/// protocol of whole lines that is a close like any other.
 fn is_disconnect(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
     )
 }
 
@@ -687,7 +824,7 @@ struct LineReader {
 impl LineReader {
     fn next_line(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         deadline: Instant,
     ) -> Result<Line<'_>, ClientError> {
         loop {
@@ -724,29 +861,246 @@ impl LineReader {
             if self.buf.len() < self.filled + READ_CHUNK {
                 self.buf.resize(self.filled + READ_CHUNK, 0);
             }
-            match read_some(stream, &mut self.buf[self.filled..], deadline) {
+            match stream.read(&mut self.buf[self.filled..], deadline) {
                 Ok(0) => return Ok(Line::Eof),
                 Ok(n) => self.filled += n,
                 Err(e) if is_timeout(&e) => return Ok(Line::TimedOut),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ClientError::Io(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 }
 
-/// One read into `room`, waiting no later than `deadline`; past it, takes only what
-/// has already arrived.
-fn read_some(stream: &mut TcpStream, room: &mut [u8], deadline: Instant) -> io::Result<usize> {
+/// The connection's bytes: the socket, and the TLS session over it if there is one.
+struct Transport {
+    /// Always the socket itself: timeouts and shutdown are set on it directly.
+    tcp: TcpStream,
+    /// Boxed because a session is large and a plain client has none.
+    tls: Option<Box<ClientConnection>>,
+}
+
+impl Transport {
+    /// One read of (plaintext) bytes into `room`, waiting no later than `deadline`;
+    /// past it, takes only what has already arrived.
+    fn read(&mut self, room: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        let Some(conn) = &mut self.tls else {
+            return with_deadline(&mut self.tcp, deadline, |tcp| tcp.read(room));
+        };
+        loop {
+            match conn.reader().read(room) {
+                // `Ok(0)` is the server's TLS goodbye; a close without one is an error.
+                Ok(n) => return Ok(n),
+                // No plaintext yet: another record must come off the socket.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // At the end of the stream this reads 0, and the reader above says so next.
+            with_deadline(&mut self.tcp, deadline, |tcp| conn.read_tls(tcp))?;
+            if let Err(e) = conn.process_new_packets() {
+                send_alert(conn, &mut self.tcp);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            // Whatever TLS owes the server after a record (a key update, say).
+            while conn.wants_write() {
+                conn.write_tls(&mut self.tcp)?;
+            }
+        }
+    }
+
+    /// Writes all of `bytes`, encrypted if over TLS, within the socket's write timeout.
+    fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let Some(conn) = &mut self.tls else {
+            return self.tcp.write_all(bytes);
+        };
+        // rustls buffers a bounded amount, so a long frame goes in turns: encrypt what
+        // fits, send it, repeat. Written by hand rather than through `rustls::Stream`,
+        // whose writes also read the socket and could wait on it past the timeout.
+        while !bytes.is_empty() || conn.wants_write() {
+            let taken = conn.writer().write(bytes)?;
+            bytes = &bytes[taken..];
+            if taken == 0 && !conn.wants_write() {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            while conn.wants_write() {
+                if conn.write_tls(&mut self.tcp)? == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `io` on `tcp` with a read timeout ending at `deadline`; past it, `io` only
+/// takes what has already arrived.
+fn with_deadline<T>(
+    tcp: &mut TcpStream,
+    deadline: Instant,
+    io: impl FnOnce(&mut TcpStream) -> io::Result<T>,
+) -> io::Result<T> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     // A zero read timeout means "block forever" to the OS, so poll instead.
     if remaining.is_zero() {
-        stream.set_nonblocking(true)?;
-        let result = stream.read(room);
-        stream.set_nonblocking(false)?;
+        tcp.set_nonblocking(true)?;
+        let result = io(tcp);
+        tcp.set_nonblocking(false)?;
         result
     } else {
-        stream.set_read_timeout(Some(remaining))?;
-        stream.read(room)
+        tcp.set_read_timeout(Some(remaining))?;
+        io(tcp)
+    }
+}
+
+/// The TLS client configuration: the ring provider, TLS 1.2 and 1.3, and as roots of
+/// trust either the certificates in `ca_file` or the public authorities.
+fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, ClientError> {
+    let roots = match ca_file {
+        Some(path) => roots_from(path)?,
+        None => RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    };
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(format!("cannot set up TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in the PEM file `path`, as roots of trust.
+fn roots_from(path: &Path) -> Result<RootCertStore, ClientError> {
+    let bad = |what: String| ClientError::Tls(format!("CA file {}: {what}", path.display()));
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("unusable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(
+            "no certificate in it (expected -----BEGIN CERTIFICATE----- blocks)".to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// Runs the TLS handshake to its end, or fails within `timeout`.
+fn handshake(
+    conn: &mut ClientConnection,
+    tcp: &mut TcpStream,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let deadline = Instant::now() + timeout;
+    tcp.set_write_timeout(Some(timeout))?;
+    let failed = |e: io::Error| {
+        if is_timeout(&e) {
+            ClientError::Tls(format!(
+                "no TLS handshake from the server within {timeout:?}: is it serving TLS on this port?"
+            ))
+        } else if is_disconnect(&e) {
+            ClientError::Tls(
+                "the server closed the connection during the TLS handshake: is it serving \
+                 TLS on this port?"
+                    .to_owned(),
+            )
+        } else {
+            ClientError::from(e)
+        }
+    };
+    loop {
+        while conn.wants_write() {
+            conn.write_tls(tcp).map_err(failed)?;
+        }
+        if !conn.is_handshaking() {
+            return Ok(());
+        }
+        let read = with_deadline(tcp, deadline, |tcp| conn.read_tls(tcp)).map_err(failed)?;
+        if read == 0 {
+            return Err(failed(io::ErrorKind::UnexpectedEof.into()));
+        }
+        if let Err(e) = conn.process_new_packets() {
+            send_alert(conn, tcp);
+            return Err(ClientError::Tls(describe_tls(&e)));
+        }
+    }
+}
+
+/// Sends the alert rustls queued on a failure, so the server's log says why (an
+/// unknown CA, say). Best effort: the connection is failing anyway.
+fn send_alert(conn: &mut ClientConnection, tcp: &mut TcpStream) {
+    while conn.wants_write() {
+        if !matches!(conn.write_tls(tcp), Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// A rustls error as the user reads it, with a hint for the usual mistake.
+fn describe_tls(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "{e}: the server's certificate is not signed by a trusted authority (for a \
+             self-signed certificate, trust that certificate itself as the CA file)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The server name to check in a certificate when none is given: the host part of
+/// `addr` (`HOST:PORT`, `[V6]:PORT`, or a bare host), `localhost` if it has none.
+pub(crate) fn server_name_of(addr: &str) -> String {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        return socket.ip().to_string();
+    }
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        FALLBACK_SERVER_NAME.to_owned()
+    } else {
+        host.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_name_is_the_host_part() {
+        assert_eq!(server_name_of("127.0.0.1:7878"), "127.0.0.1");
+        assert_eq!(server_name_of("[::1]:7878"), "::1");
+        assert_eq!(server_name_of("chat.example.org:7878"), "chat.example.org");
+        assert_eq!(server_name_of("localhost"), "localhost");
+        assert_eq!(server_name_of(":7878"), "localhost");
+        assert_eq!(server_name_of(""), "localhost");
+    }
+
+    #[test]
+    fn ca_file_problems_are_tls_errors_naming_the_file() {
+        let missing = Path::new("/nonexistent/parlor-ca.pem");
+        match client_config(Some(missing)) {
+            Err(ClientError::Tls(what)) => assert!(what.contains("parlor-ca.pem"), "{what}"),
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
+        let dir = std::env::temp_dir();
+        let empty = dir.join(format!("parlor-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").expect("temp file");
+        let result = client_config(Some(&empty));
+        let _ = std::fs::remove_file(&empty);
+        match result {
+            Err(ClientError::Tls(what)) => assert!(what.contains("no certificate"), "{what}"),
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn public_roots_are_the_default() {
+        assert!(client_config(None).is_ok());
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::store::SyncMode;
+pub use crate::tls::TlsConfig;
 
 /// What the server does with the bytes it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,20 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Most connections open at once; more are refused.
     pub max_conns: usize,
+    /// Most connections open at once from one client address (0: no limit).
+    /// Loopback is not limited: it is this machine, or a proxy in front of it.
+    pub max_conns_per_ip: usize,
+    /// Count loopback connections against `max_conns_per_ip` too (off by default;
+    /// tests turn it on).
+    pub limit_loopback: bool,
+    /// Frames per second one connection may send, on average (0: no limit); bursts
+    /// of twice that pass. Excess frames are answered `rate_limited`; a client that
+    /// keeps on is closed (`closing` with `flood`).
+    pub max_frame_rate: u32,
+    /// Most rooms (`create` answers `too_many_rooms` beyond).
+    pub max_rooms: usize,
+    /// Most members of one room (`join` answers `room_full` beyond).
+    pub max_room_members: usize,
     /// bcrypt cost factor for new password hashes.
     pub bcrypt_cost: u32,
     /// Threads that hash passwords, apart from the workers.
@@ -60,6 +75,10 @@ pub struct Config {
     pub storage: Storage,
     /// How hard a commit to the data directory waits for the disk.
     pub sync: SyncMode,
+    /// TLS: certificate, key, and where to serve it. `None`: plain TCP only.
+    pub tls: Option<TlsConfig>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The default listening address, `127.0.0.1:7878`.
@@ -78,11 +97,18 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             session_ttl: Duration::from_secs(24 * 3600),
             max_conns: 10_000,
+            max_conns_per_ip: 64,
+            limit_loopback: false,
+            max_frame_rate: 1000,
+            max_rooms: 100_000,
+            max_room_members: 10_000,
             bcrypt_cost: 12,
             hash_threads: 1,
             hash_queue: 64,
             storage: Storage::Dir(PathBuf::from("parlor-data")),
             sync: SyncMode::Normal,
+            tls: None,
+            metrics_addr: None,
         }
     }
 }

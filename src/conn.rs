@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use polling::Event;
+use rustls::ServerConnection;
 
 use crate::reactor::Reactor;
 use crate::service::Service;
@@ -42,6 +43,10 @@ pub(crate) enum CloseReason {
     IdleTimeout,
     /// The server is stopping.
     Shutdown,
+    /// A TLS client did not finish its handshake in time.
+    HandshakeTimeout,
+    /// The client kept sending faster than `max_frame_rate` after being told.
+    Flood,
     /// A socket error.
     Error,
 }
@@ -55,6 +60,8 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::Flood => "flood",
             CloseReason::Error => "error",
         }
     }
@@ -150,9 +157,14 @@ impl InBuf {
         }
     }
 
-    /// Reads once from `socket`, growing the buffer up to `limit` bytes of unconsumed
-    /// data (the caller consumes before the limit is reached, so a read always has room).
-    fn read_from(&mut self, mut socket: &TcpStream, limit: usize) -> io::Result<usize> {
+    /// Reads once with `read` into free space, growing the buffer up to `limit` bytes
+    /// of unconsumed data (the caller consumes before the limit is reached, so a read
+    /// always has room).
+    fn read_with(
+        &mut self,
+        limit: usize,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -162,7 +174,7 @@ impl InBuf {
             let want = (self.buf.len() * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
             self.buf.resize(want.max(self.end + 1), 0);
         }
-        let n = socket.read(&mut self.buf[self.end..])?;
+        let n = read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
@@ -192,6 +204,11 @@ pub(crate) struct Conn<S: Service> {
     /// The client's address, for logs and per-IP limits.
     pub(crate) peer: SocketAddr,
     socket: TcpStream,
+    /// The TLS state machine, for a connection that came in on a TLS listener. Locked
+    /// by the job when it reads and by the writer-token holder when it writes.
+    tls: Option<Mutex<ServerConnection>>,
+    /// When the connection was accepted (reactor clock), for the handshake timeout.
+    opened_ms: u64,
     reactor: Arc<Reactor<S>>,
     ctl: Mutex<Ctl>,
     out: Mutex<Outbound>,
@@ -240,12 +257,15 @@ impl<S: Service> Conn<S> {
         peer: SocketAddr,
         reactor: Arc<Reactor<S>>,
         session: S::Session,
+        tls: Option<ServerConnection>,
     ) -> Self {
         let now = reactor.now_ms();
         Conn {
             key,
             peer,
             socket,
+            tls: tls.map(Mutex::new),
+            opened_ms: now,
             reactor,
             ctl: Mutex::new(Ctl {
                 job: Job::Idle,
@@ -310,6 +330,7 @@ impl<S: Service> Conn<S> {
         }
         if !unbounded && out.queued + frame.len() > self.reactor.max_outbound {
             drop(out);
+            self.reactor.metrics.slow_consumer_closes.inc();
             self.abort(CloseReason::SlowConsumer);
             return Pushed::Dropped;
         }
@@ -340,7 +361,7 @@ impl<S: Service> Conn<S> {
             let head_written;
             {
                 let mut out = self.out.lock();
-                if out.writing || out.queue.is_empty() {
+                if out.writing || (out.queue.is_empty() && !self.tls_output_pending()) {
                     return;
                 }
                 out.writing = true;
@@ -353,21 +374,27 @@ impl<S: Service> Conn<S> {
                 for (slot, frame) in slices.iter_mut().zip(scratch.iter()) {
                     *slot = IoSlice::new(frame);
                 }
-                slices[0] = IoSlice::new(&scratch[0][head_written..]);
-                (&self.socket).write_vectored(&slices[..scratch.len()])
+                if let Some(head) = scratch.first() {
+                    slices[0] = IoSlice::new(&head[head_written..]);
+                }
+                self.write_out(&slices[..scratch.len()])
             };
             scratch.clear();
             let mut out = self.out.lock();
             out.writing = false;
             match result {
                 Ok(written) => {
-                    out.advance(written);
+                    // Counted per write call, not per frame queued: these atomics are
+                    // shared by every worker, and fan-out queues a frame per recipient.
+                    self.reactor.metrics.bytes_out.add(written as u64);
+                    let frames = out.advance(written);
+                    self.reactor.metrics.frames_out.add(frames);
                     let resume_reading =
                         out.read_blocked && out.queued <= self.reactor.max_outbound / 2;
                     if resume_reading {
                         out.read_blocked = false;
                     }
-                    let drained_close = if out.queue.is_empty() {
+                    let drained_close = if out.queue.is_empty() && !self.tls_output_pending() {
                         out.close_when_drained
                     } else {
                         None
@@ -396,6 +423,51 @@ impl<S: Service> Conn<S> {
                 }
             }
         }
+    }
+
+    /// Writes plaintext: straight to the socket, or through TLS. Returns how much of
+    /// `bufs` was taken; `WouldBlock` only when nothing could be taken or sent.
+    fn write_out(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Some(tls) = &self.tls else {
+            return (&self.socket).write_vectored(bufs);
+        };
+        let mut tls = tls.lock();
+        // rustls takes only what fits under its buffer limit; the rest stays queued.
+        let taken = if bufs.is_empty() {
+            0
+        } else {
+            tls.writer().write_vectored(bufs)?
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut &self.socket) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && taken > 0 => return Ok(taken),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Whether TLS holds encrypted bytes (handshake, or records) not yet written.
+    fn tls_output_pending(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.lock().wants_write())
+    }
+
+    /// Whether the connection is TLS and its handshake has not finished in time.
+    pub(crate) fn handshake_overdue(&self, now_ms: u64) -> bool {
+        let limit = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64;
+        now_ms.saturating_sub(self.opened_ms) >= limit
+            && self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.lock().is_handshaking())
+    }
+
+    /// Whether the connection came in on a TLS listener.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     fn want_write(&self) {
@@ -544,12 +616,38 @@ impl<S: Service> Conn<S> {
 
     /// Reads once into the inbound buffer.
     pub(crate) fn read_into(&self, inbuf: &mut InBuf, limit: usize) -> io::Result<usize> {
-        let n = inbuf.read_from(&self.socket, limit)?;
+        let n = match &self.tls {
+            None => inbuf.read_with(limit, |buf| (&self.socket).read(buf))?,
+            Some(tls) => inbuf.read_with(limit, |buf| self.read_tls(&mut tls.lock(), buf))?,
+        };
         if n > 0 {
+            self.reactor.metrics.bytes_in.add(n as u64);
             self.last_input
                 .store(self.reactor.now_ms(), Ordering::Relaxed);
         }
         Ok(n)
+    }
+
+    /// Reads plaintext through TLS: what rustls has decrypted already, else more
+    /// records from the socket. Handshake replies are left for the next flush.
+    fn read_tls(&self, tls: &mut ServerConnection, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed without close_notify: for a chat client, plain EOF.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut &self.socket)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Tell the client why (an alert), best effort, then give up on it.
+                let _ = tls.write_tls(&mut &self.socket);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
     }
 
     /// Closes the socket: unregisters it, writes what it can of the queue, and shuts it
@@ -568,6 +666,9 @@ impl<S: Service> Conn<S> {
         }
         // One last non-blocking write so a `closing` frame has a chance to arrive.
         self.out.lock().close_when_drained = None;
+        if let Some(tls) = &self.tls {
+            tls.lock().send_close_notify();
+        }
         self.flush(scratch);
         {
             let mut out = self.out.lock();
@@ -596,8 +697,10 @@ impl Ctl {
 }
 
 impl Outbound {
-    fn advance(&mut self, mut written: usize) {
+    /// Drops what was written from the queue; returns how many whole frames that was.
+    fn advance(&mut self, mut written: usize) -> u64 {
         self.queued -= written;
+        let mut frames = 0;
         while written > 0 {
             let Some(head) = self.queue.front() else {
                 break;
@@ -607,11 +710,13 @@ impl Outbound {
                 written -= left;
                 self.head_written = 0;
                 self.queue.pop_front();
+                frames += 1;
             } else {
                 self.head_written += written;
                 written = 0;
             }
         }
+        frames
     }
 }
 

@@ -51,4 +51,6 @@ impl Service for Echo {
     fn server_full_frame() -> Option<Bytes> {
         None
     }
+
+    fn render_metrics(&self, _: &mut String) {}
 }

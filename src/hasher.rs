@@ -39,6 +39,11 @@ impl Hasher {
         }
     }
 
+    /// Jobs waiting for a hashing thread.
+    pub(crate) fn queued(&self) -> usize {
+        self.jobs.as_ref().map_or(0, |jobs| jobs.len())
+    }
+
     /// Queues a hashing job, or refuses at once when the queue is full.
     pub(crate) fn try_run(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Busy> {
         let jobs = self.jobs.as_ref().ok_or(Busy)?;

@@ -56,6 +56,7 @@
 //! dice server.
 
 mod accounts;
+pub mod certs;
 mod chat;
 pub mod client;
 mod command;
@@ -63,8 +64,10 @@ pub mod config;
 mod conn;
 mod echo;
 pub mod error_code;
+mod fdlimit;
 mod framing;
 mod hasher;
+mod metrics;
 mod poller;
 mod protocol;
 mod reactor;
@@ -73,13 +76,14 @@ mod server;
 mod service;
 mod store;
 pub mod terminal;
+mod tls;
 mod worker;
 
 pub use client::{
     Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
 };
 pub use command::{CommandError, Context, RoomMessage};
-pub use config::{Config, Mode, Storage};
+pub use config::{Config, Mode, Storage, TlsConfig};
 pub use error_code::ErrorCode;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
 pub use store::{StoreError, SyncMode};

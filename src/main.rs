@@ -1,13 +1,14 @@
 //! The `parlor` command: `parlor serve` runs the server, `parlor chat` is the
-//! interactive terminal client.
+//! interactive terminal client, `parlor gen-cert` makes a self-signed certificate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use parlor::client::TlsOptions;
 use parlor::config::DEFAULT_ADDR;
-use parlor::{Config, Mode, Server, Storage, SyncMode, terminal};
+use parlor::{Config, Mode, Server, Storage, SyncMode, TlsConfig, certs, terminal};
 
 /// parlor: a multi-client chat server speaking newline-delimited JSON.
 #[derive(FromArgs)]
@@ -24,6 +25,7 @@ struct Cli {
 enum Command {
     Serve(Serve),
     Chat(Chat),
+    GenCert(GenCert),
 }
 
 /// Run the server (chat mode unless --echo). Logs go to stderr; set RUST_LOG=debug
@@ -41,6 +43,19 @@ struct Serve {
     /// `full` also a power loss, at the price of an fsync per commit (default normal)
     #[argh(option, default = "SyncMode::Normal", from_str_fn(parse_sync))]
     sync: SyncMode,
+    /// TLS certificate chain, PEM (with --tls-key: every connection on --addr is TLS,
+    /// or only those on --tls-listen if given); `parlor gen-cert` makes one for trying
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (with --tls-cert)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+    /// serve TLS on this HOST:PORT and keep --addr plain (needs --tls-cert, --tls-key)
+    #[argh(option)]
+    tls_listen: Option<String>,
+    /// serve Prometheus metrics at http://HOST:PORT/metrics (default: off)
+    #[argh(option)]
+    metrics_addr: Option<String>,
     /// keep everything in memory and write no files (not with --data-dir)
     #[argh(switch)]
     in_memory: bool,
@@ -78,6 +93,21 @@ struct Serve {
     /// most connections open at once; more are refused (default 10000)
     #[argh(option, default = "10000")]
     max_conns: usize,
+    /// most connections from one client address; loopback is not limited (default 64;
+    /// 0: no limit)
+    #[argh(option, default = "64")]
+    max_conns_per_ip: usize,
+    /// frames per second one connection may send on average, bursts of twice that
+    /// pass; more are answered `rate_limited`, and a client that keeps on is closed
+    /// (default 1000; 0: no limit)
+    #[argh(option, default = "1000")]
+    max_frame_rate: u32,
+    /// most rooms on the server (default 100000)
+    #[argh(option, default = "100000")]
+    max_rooms: usize,
+    /// most members in one room (default 10000)
+    #[argh(option, default = "10000")]
+    max_room_members: usize,
 }
 
 /// Chat in this terminal: log in as --user, then type lines to the current room and
@@ -97,6 +127,35 @@ struct Chat {
     /// a terminal asks first)
     #[argh(switch)]
     signup: bool,
+    /// speak TLS, trusting the public certificate authorities unless --ca says otherwise
+    #[argh(switch)]
+    tls: bool,
+    /// trust the certificates in this PEM file instead of the public authorities, e.g.
+    /// the cert.pem of `parlor gen-cert` (implies --tls)
+    #[argh(option)]
+    ca: Option<PathBuf>,
+    /// the name the server's certificate must be valid for (implies --tls; default: the
+    /// host part of --addr)
+    #[argh(option)]
+    server_name: Option<String>,
+}
+
+/// Make a self-signed TLS certificate and its key for `parlor serve --tls-cert/--tls-key`:
+/// writes DIR/cert.pem and DIR/key.pem (clients trust cert.pem itself, e.g.
+/// `parlor chat --ca DIR/cert.pem`).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "gen-cert")]
+struct GenCert {
+    /// directory to write cert.pem and key.pem in, created if missing (required)
+    #[argh(option)]
+    out: PathBuf,
+    /// a DNS name or IP address the certificate is for; repeat for several (default:
+    /// localhost and 127.0.0.1)
+    #[argh(option)]
+    name: Vec<String>,
+    /// overwrite cert.pem and key.pem if they exist
+    #[argh(switch)]
+    force: bool,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +167,7 @@ fn main() -> ExitCode {
     let serve = match cli.command {
         Some(Command::Serve(serve)) => serve,
         Some(Command::Chat(chat)) => return chat_main(chat),
+        Some(Command::GenCert(gen_cert)) => return gen_cert_main(gen_cert),
         None => {
             eprintln!(
                 "parlor: say what to do, e.g. `parlor serve` or `parlor chat --user NAME`; \
@@ -127,10 +187,16 @@ fn main() -> ExitCode {
 }
 
 fn chat_main(chat: Chat) -> ExitCode {
+    let tls = (chat.tls || chat.ca.is_some() || chat.server_name.is_some()).then(|| TlsOptions {
+        server_name: chat.server_name,
+        ca_file: chat.ca,
+        ..TlsOptions::default()
+    });
     let options = terminal::Options {
         addr: chat.addr,
         user: chat.user,
         signup: chat.signup,
+        tls,
     };
     match terminal::run(options) {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +205,28 @@ fn chat_main(chat: Chat) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn gen_cert_main(gen_cert: GenCert) -> ExitCode {
+    let names = if gen_cert.name.is_empty() {
+        certs::DEFAULT_NAMES.map(str::to_owned).to_vec()
+    } else {
+        gen_cert.name
+    };
+    let files = match certs::write_self_signed(&gen_cert.out, &names, gen_cert.force) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (cert, key) = (files.cert.display(), files.key.display());
+    println!("wrote {cert} and {key} (for {})", names.join(", "));
+    println!("serve with it:");
+    println!("  parlor serve --tls-cert {cert} --tls-key {key}");
+    println!("chat through it (the certificate is its own CA):");
+    println!("  parlor chat --ca {cert} --user NAME");
+    ExitCode::SUCCESS
 }
 
 fn config(serve: Serve) -> Result<Config, String> {
@@ -155,6 +243,31 @@ fn config(serve: Serve) -> Result<Config, String> {
         (true, None) => Storage::InMemory,
         (false, dir) => Storage::Dir(dir.unwrap_or_else(|| PathBuf::from("parlor-data"))),
     };
+    let tls = match (serve.tls_cert, serve.tls_key, serve.tls_listen) {
+        (Some(cert), Some(key), listen) => {
+            let listen = match listen {
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    format!("--tls-listen {addr}: expected HOST:PORT with a numeric IP, e.g. 127.0.0.1:7879")
+                })?),
+                None => None,
+            };
+            Some(TlsConfig { cert, key, listen })
+        }
+        (None, None, None) => None,
+        _ => {
+            return Err(
+                "TLS needs both --tls-cert and --tls-key (and --tls-listen only with them)".into(),
+            );
+        }
+    };
+    let metrics_addr = match serve.metrics_addr {
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            format!(
+                "--metrics-addr {addr}: expected HOST:PORT with a numeric IP, e.g. 127.0.0.1:9100"
+            )
+        })?),
+        None => None,
+    };
     let defaults = Config::default();
     Ok(Config {
         addr,
@@ -167,11 +280,18 @@ fn config(serve: Serve) -> Result<Config, String> {
         idle_timeout: Duration::from_secs(serve.idle_timeout),
         session_ttl: Duration::from_secs(serve.session_ttl),
         max_conns: serve.max_conns,
+        max_conns_per_ip: serve.max_conns_per_ip,
+        limit_loopback: false,
+        max_frame_rate: serve.max_frame_rate,
+        max_rooms: serve.max_rooms,
+        max_room_members: serve.max_room_members,
         bcrypt_cost: serve.bcrypt_cost,
         hash_threads: serve.hash_threads,
         hash_queue: defaults.hash_queue,
         storage,
         sync: serve.sync,
+        tls,
+        metrics_addr,
     })
 }
 
@@ -192,7 +312,7 @@ fn run(serve: Serve) -> Result<(), String> {
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let server = Server::bind(config.clone()).map_err(|e| e.to_string())?;
     log::info!(
-        "parlor {} listening on {} (mode: {}, workers: {}, data: {})",
+        "parlor {} listening on {} (mode: {}, workers: {}, data: {}, tls: {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
         match config.mode {
@@ -203,6 +323,11 @@ fn run(serve: Serve) -> Result<(), String> {
         match &config.storage {
             Storage::InMemory => "in memory".to_owned(),
             Storage::Dir(dir) => dir.display().to_string(),
+        },
+        match server.tls_addr() {
+            None => "off".to_owned(),
+            Some(addr) if addr == server.local_addr() => "on".to_owned(),
+            Some(addr) => format!("on {addr}"),
         }
     );
     let handle = server.spawn();

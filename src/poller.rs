@@ -16,12 +16,20 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events};
 
+use rustls::ServerConnection;
+
 use crate::conn::{CloseReason, Conn, pending};
 use crate::reactor::Reactor;
 use crate::service::Service;
+use crate::tls::TLS_BUFFER;
 
-/// The listener's poller key; connections count up from 1 and never reuse a key.
-const LISTENER_KEY: usize = 0;
+/// Poller keys below this are listeners (by index); connections count up from it and
+/// never reuse a key.
+const FIRST_CONN_KEY: usize = 8;
+/// The metrics listener's key (below the first connection's, above the listeners').
+const METRICS_KEY: usize = FIRST_CONN_KEY - 1;
+/// Longest HTTP request the metrics endpoint reads.
+const MAX_METRICS_REQUEST: usize = 8192;
 /// Connections accepted per wake-up before events of open connections get a turn.
 const ACCEPTS_PER_WAKE: usize = 256;
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -31,10 +39,23 @@ const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown then waits for the forced closes.
 const CLOSE_TIME: Duration = Duration::from_secs(1);
 
+/// A listening socket, and the TLS settings of the connections it accepts.
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// What the poller thread needs besides the reactor.
 pub(crate) struct PollerSetup {
-    pub(crate) listener: TcpListener,
+    /// Fewer than `METRICS_KEY`; each is registered under its index.
+    pub(crate) listeners: Vec<Listener>,
+    /// Serves `GET /metrics`, if the operator asked for it.
+    pub(crate) metrics: Option<TcpListener>,
     pub(crate) max_conns: usize,
+    /// Most connections from one address (0: no limit; loopback is exempt).
+    pub(crate) max_conns_per_ip: usize,
+    /// Whether loopback counts against `max_conns_per_ip`.
+    pub(crate) limit_loopback: bool,
     pub(crate) idle_timeout: Duration,
     pub(crate) workers: usize,
     pub(crate) stop: Arc<AtomicBool>,
@@ -56,11 +77,27 @@ pub(crate) fn run<S: Service>(
     setup: PollerSetup,
 ) -> io::Result<()> {
     let poller = &reactor.poller;
-    // SAFETY: the listener is deleted from the poller before this function returns,
-    // and it is dropped only after that.
-    unsafe { poller.add(&setup.listener, Event::readable(LISTENER_KEY))? };
+    for (key, listener) in setup.listeners.iter().enumerate() {
+        // SAFETY: every listener is deleted from the poller before this function
+        // returns (shutdown) or is dropped with the poller after it (error paths).
+        unsafe { poller.add(&listener.socket, Event::readable(key))? };
+    }
+    if let Some(listener) = &setup.metrics {
+        // SAFETY: deleted at shutdown like the other listeners.
+        unsafe { poller.add(listener, Event::readable(METRICS_KEY))? };
+    }
+    let mut scrapes = Scrapes {
+        poller: Arc::clone(&reactor.poller),
+        open: std::collections::HashMap::new(),
+    };
+    let arm_listeners = || -> io::Result<()> {
+        for (key, listener) in setup.listeners.iter().enumerate() {
+            poller.modify(&listener.socket, Event::readable(key))?;
+        }
+        Ok(())
+    };
     let mut events = Events::new();
-    let mut next_key = LISTENER_KEY + 1;
+    let mut next_key = FIRST_CONN_KEY;
     let tick = (setup.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut next_scan = Instant::now() + tick;
     let mut accept_paused_until: Option<Instant> = None;
@@ -84,18 +121,29 @@ pub(crate) fn run<S: Service>(
             Err(e) => return Err(e),
         }
         for event in events.iter() {
-            if event.key == LISTENER_KEY {
+            if let Some(listener) = setup.listeners.get(event.key) {
                 if shutdown.is_some() {
                     continue;
                 }
-                match accept(reactor, service, &setup, &mut next_key) {
+                match accept(reactor, service, &setup, listener, &mut next_key) {
                     Accepted::Drained | Accepted::Budget => {
-                        poller.modify(&setup.listener, Event::readable(LISTENER_KEY))?;
+                        poller.modify(&listener.socket, Event::readable(event.key))?;
                     }
                     Accepted::Backoff => {
                         accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     }
                 }
+                continue;
+            }
+            if event.key == METRICS_KEY {
+                if let Some(listener) = &setup.metrics {
+                    scrapes.accept(reactor, listener, &mut next_key);
+                    poller.modify(listener, Event::readable(METRICS_KEY))?;
+                }
+                continue;
+            }
+            if scrapes.owns(event.key) {
+                scrapes.serve(reactor, service, event.key);
                 continue;
             }
             let conn = reactor.conns.lock().get(&event.key).cloned();
@@ -116,14 +164,19 @@ pub(crate) fn run<S: Service>(
             && shutdown.is_none()
         {
             accept_paused_until = None;
-            poller.modify(&setup.listener, Event::readable(LISTENER_KEY))?;
+            arm_listeners()?;
         }
         if now >= next_scan {
             next_scan = now + tick;
             close_idle(reactor, setup.idle_timeout);
         }
         if shutdown.is_none() && setup.stop.load(Ordering::Acquire) {
-            poller.delete(&setup.listener)?;
+            for listener in &setup.listeners {
+                poller.delete(&listener.socket)?;
+            }
+            if let Some(listener) = &setup.metrics {
+                poller.delete(listener)?;
+            }
             shutdown = Some(Shutdown::begin(reactor));
         }
         if let Some(state) = &mut shutdown
@@ -140,10 +193,11 @@ fn accept<S: Service>(
     reactor: &Arc<Reactor<S>>,
     service: &S,
     setup: &PollerSetup,
+    listener: &Listener,
     next_key: &mut usize,
 ) -> Accepted {
     for _ in 0..ACCEPTS_PER_WAKE {
-        let (stream, peer) = match setup.listener.accept() {
+        let (stream, peer) = match listener.socket.accept() {
             Ok(accepted) => accepted,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -165,34 +219,63 @@ fn accept<S: Service>(
                 "refusing {peer}: {} connections open (--max-conns)",
                 setup.max_conns
             );
-            refuse::<S>(stream);
+            refuse::<S>(reactor, stream, listener.tls.is_none());
             continue;
         }
-        if let Err(e) = stream.set_nonblocking(true) {
-            log::debug!("cannot set up a socket from {peer}: {e}");
+        if !reactor.admit_ip(peer.ip(), setup.max_conns_per_ip, setup.limit_loopback) {
+            log::warn!(
+                "refusing {peer}: {} connections open from that address (--max-conns-per-ip)",
+                setup.max_conns_per_ip
+            );
+            refuse::<S>(reactor, stream, listener.tls.is_none());
             continue;
         }
-        // Frames are small and latency matters more than packet count.
-        let _ = stream.set_nodelay(true);
         let key = *next_key;
         *next_key += 1;
-        let conn = Arc::new(Conn::new(
-            key,
-            stream,
-            peer,
-            Arc::clone(reactor),
-            service.open(peer),
-        ));
-        // SAFETY: `Conn` deletes its socket from the poller when it closes, and again in
-        // `Drop` if it never closed, so the socket never outlives its registration.
-        if let Err(e) = unsafe { reactor.poller.add(conn.socket(), Event::readable(key)) } {
-            log::warn!("cannot register a connection from {peer}: {e}");
-            continue;
+        reactor.metrics.accepted.inc();
+        if let Err(e) = register(reactor, service, listener, stream, peer, key) {
+            reactor.release_ip(peer.ip());
+            log::warn!("cannot set up a connection from {peer}: {e}");
         }
-        reactor.conns.lock().insert(key, conn);
-        log::info!("conn {key} from {peer} opened");
     }
     Accepted::Budget
+}
+
+/// Makes an accepted socket a connection: non-blocking, TLS if the listener has it,
+/// registered with the poller under `key`, and in the connections map.
+fn register<S: Service>(
+    reactor: &Arc<Reactor<S>>,
+    service: &S,
+    listener: &Listener,
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    key: usize,
+) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    // Frames are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let tls = match &listener.tls {
+        Some(config) => {
+            let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+            tls.set_buffer_limit(Some(TLS_BUFFER));
+            Some(tls)
+        }
+        None => None,
+    };
+    let conn = Arc::new(Conn::new(
+        key,
+        stream,
+        peer,
+        Arc::clone(reactor),
+        service.open(peer),
+        tls,
+    ));
+    // SAFETY: `Conn` deletes its socket from the poller when it closes, and again in
+    // `Drop` if it never closed, so the socket never outlives its registration.
+    unsafe { reactor.poller.add(conn.socket(), Event::readable(key))? };
+    reactor.conns.lock().insert(key, conn);
+    log::info!("conn {key} from {peer} opened");
+    Ok(())
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
@@ -203,10 +286,12 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }
 
-/// Tells a connection over the limit why (if the protocol can) and closes it.
-fn refuse<S: Service>(stream: std::net::TcpStream) {
+/// Tells a connection over the limit why (if the protocol can, in plain text) and
+/// closes it.
+fn refuse<S: Service>(reactor: &Reactor<S>, stream: std::net::TcpStream, plain: bool) {
     use std::io::Write;
-    if let Some(frame) = S::server_full_frame() {
+    reactor.metrics.refused.inc();
+    if let Some(frame) = S::server_full_frame().filter(|_| plain) {
         let _ = stream.set_nonblocking(true);
         // A fresh socket's send buffer takes one small frame without blocking.
         let _ = (&stream).write_all(&frame);
@@ -219,7 +304,10 @@ fn close_idle<S: Service>(reactor: &Reactor<S>, idle_timeout: Duration) {
     let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
     for conn in reactor.snapshot() {
         if conn.idle_ms(now) >= limit {
+            reactor.metrics.idle_closes.inc();
             conn.abort(CloseReason::IdleTimeout);
+        } else if conn.handshake_overdue(now) {
+            conn.abort(CloseReason::HandshakeTimeout);
         }
     }
 }
@@ -269,6 +357,113 @@ impl Shutdown {
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// Connections to the metrics endpoint: each reads one request, gets one response,
+/// and is closed. They live on this thread only.
+struct Scrapes {
+    poller: Arc<polling::Poller>,
+    open: std::collections::HashMap<usize, Scrape>,
+}
+
+struct Scrape {
+    stream: std::net::TcpStream,
+    request: Vec<u8>,
+    /// The response and how much of it is written, once the request is complete.
+    response: Option<(Vec<u8>, usize)>,
+}
+
+impl Scrapes {
+    fn owns(&self, key: usize) -> bool {
+        self.open.contains_key(&key)
+    }
+
+    fn accept<S: Service>(
+        &mut self,
+        reactor: &Reactor<S>,
+        listener: &TcpListener,
+        next_key: &mut usize,
+    ) {
+        while let Ok((stream, _)) = listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let key = *next_key;
+            *next_key += 1;
+            // SAFETY: `close` deletes the socket from the poller before dropping it.
+            if unsafe { reactor.poller.add(&stream, Event::readable(key)) }.is_ok() {
+                let scrape = Scrape {
+                    stream,
+                    request: Vec::new(),
+                    response: None,
+                };
+                self.open.insert(key, scrape);
+            }
+        }
+    }
+
+    /// Reads the request, or writes the response, as far as the socket allows.
+    fn serve<S: Service>(&mut self, reactor: &Reactor<S>, service: &S, key: usize) {
+        use std::io::{Read, Write};
+        let Some(scrape) = self.open.get_mut(&key) else {
+            return;
+        };
+        let mut buf = [0u8; 2048];
+        while scrape.response.is_none() {
+            match (&scrape.stream).read(&mut buf) {
+                Ok(0) => return self.close(key),
+                Ok(n) => {
+                    scrape.request.extend_from_slice(&buf[..n]);
+                    let complete = memchr::memmem::find(&scrape.request, b"\r\n\r\n").is_some()
+                        || memchr::memmem::find(&scrape.request, b"\n\n").is_some();
+                    if complete || scrape.request.len() >= MAX_METRICS_REQUEST {
+                        let response = crate::metrics::http_response(&scrape.request, || {
+                            let mut body = String::new();
+                            reactor
+                                .metrics
+                                .render(&mut body, reactor.conns.lock().len());
+                            service.render_metrics(&mut body);
+                            body
+                        });
+                        scrape.response = Some((response, 0));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = reactor.poller.modify(&scrape.stream, Event::readable(key));
+                    return;
+                }
+                Err(_) => return self.close(key),
+            }
+        }
+        if let Some((response, written)) = &mut scrape.response {
+            while *written < response.len() {
+                match (&scrape.stream).write(&response[*written..]) {
+                    Ok(n) => *written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let _ = reactor.poller.modify(&scrape.stream, Event::writable(key));
+                        return;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.close(key);
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(scrape) = self.open.remove(&key) {
+            let _ = self.poller.delete(&scrape.stream);
+        }
+    }
+}
+
+impl Drop for Scrapes {
+    fn drop(&mut self) {
+        // Every path out of the poller loop, errors included, unregisters them.
+        for scrape in self.open.values() {
+            let _ = self.poller.delete(&scrape.stream);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! queue to schedule itself on, and the limits and clock they share.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use parking_lot::Mutex;
 use polling::Poller;
 
 use crate::conn::Conn;
+use crate::metrics::TransportMetrics;
 use crate::service::Service;
 
 /// A unit of work for the worker pool.
@@ -26,6 +28,10 @@ pub(crate) struct Reactor<S: Service> {
     pub(crate) poller: Arc<Poller>,
     /// Every open connection by poller key. Never taken while a connection lock is held.
     pub(crate) conns: Mutex<HashMap<usize, Arc<Conn<S>>>>,
+    /// Open connections per client address, for the per-IP limit.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Counters for `/metrics`.
+    pub(crate) metrics: TransportMetrics,
     jobs: Sender<Task<S>>,
     /// Bytes one connection's outbound queue may hold.
     pub(crate) max_outbound: usize,
@@ -37,6 +43,8 @@ impl<S: Service> Reactor<S> {
         Reactor {
             poller,
             conns: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
+            metrics: TransportMetrics::default(),
             jobs,
             max_outbound,
             epoch: Instant::now(),
@@ -66,8 +74,33 @@ impl<S: Service> Reactor<S> {
 
 impl<S: Service> Reactor<S> {
     /// Forgets a closed connection.
-    pub(crate) fn remove(&self, key: usize) {
-        self.conns.lock().remove(&key);
+    pub(crate) fn remove(&self, conn: &Conn<S>) {
+        self.conns.lock().remove(&conn.key);
+        self.release_ip(conn.peer.ip());
+    }
+
+    /// Uncounts a connection from `ip` (closed, or never set up).
+    pub(crate) fn release_ip(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock();
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Counts a new connection from `ip`, unless `ip` already has `limit` (0: no
+    /// limit). Loopback is limited only if `loopback`: it is this machine, or a proxy
+    /// in front of it.
+    pub(crate) fn admit_ip(&self, ip: IpAddr, limit: usize, loopback: bool) -> bool {
+        let mut per_ip = self.per_ip.lock();
+        let count = per_ip.entry(ip).or_insert(0);
+        if limit > 0 && *count >= limit && (loopback || !ip.is_loopback()) {
+            return false;
+        }
+        *count += 1;
+        true
     }
 
     /// A snapshot of the open connections (the map lock is released on return).

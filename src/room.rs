@@ -100,18 +100,21 @@ impl RoomState {
     }
 
     /// Marks messages up to `seq` as stored, and queues message `seq` to every member
-    /// who joined before it, except the connection `skip_conn`.
+    /// who joined before it, except the connection `skip_conn`. Returns how many
+    /// connections it was queued to.
     pub(crate) fn deliver_message(
         &mut self,
         seq: u64,
         frame: &Bytes,
         skip_conn: usize,
         flusher: &mut Flusher<Chat>,
-    ) {
+    ) -> usize {
         self.committed_seq = self.committed_seq.max(seq);
-        for member in self.members.values().filter(|m| m.since < seq) {
-            deliver(&member.user, frame, skip_conn, flusher);
-        }
+        self.members
+            .values()
+            .filter(|m| m.since < seq)
+            .map(|m| deliver(&m.user, frame, skip_conn, flusher))
+            .sum()
     }
 
     /// Appends a message from `from` and returns its seq, ts and encoded event.
@@ -155,7 +158,7 @@ impl RoomState {
             if skip_user == Some(name.as_str()) {
                 continue;
             }
-            deliver(&member.user, frame, skip_conn, flusher);
+            let _ = deliver(&member.user, frame, skip_conn, flusher);
         }
     }
 
@@ -226,19 +229,28 @@ pub(crate) fn cap<'a>(events: impl Iterator<Item = &'a Bytes>, limit: usize) -> 
     picked
 }
 
-/// Queues `frame` to every logged-in connection of `user` except `skip_conn`.
-pub(crate) fn deliver(user: &User, frame: &Bytes, skip_conn: usize, flusher: &mut Flusher<Chat>) {
-    deliver_to(&user.online.lock(), frame, skip_conn, flusher);
+/// Queues `frame` to every logged-in connection of `user` except `skip_conn`;
+/// returns to how many.
+pub(crate) fn deliver(
+    user: &User,
+    frame: &Bytes,
+    skip_conn: usize,
+    flusher: &mut Flusher<Chat>,
+) -> usize {
+    deliver_to(&user.online.lock(), frame, skip_conn, flusher)
 }
 
-/// Queues `frame` to each of `peers` except `skip_conn`.
+/// Queues `frame` to each of `peers` except `skip_conn`; returns to how many.
 pub(crate) fn deliver_to(
     peers: &[Peer],
     frame: &Bytes,
     skip_conn: usize,
     flusher: &mut Flusher<Chat>,
-) {
+) -> usize {
+    let mut sent = 0;
     for peer in peers.iter().filter(|p| p.key != skip_conn) {
         peer.send(frame.clone(), flusher);
+        sent += 1;
     }
+    sent
 }

@@ -15,7 +15,7 @@ use crate::chat::Chat;
 use crate::command::{CommandError, Context, Extensions, Handler, RoomMessage};
 use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
-use crate::poller::{self, PollerSetup};
+use crate::poller::{self, Listener, PollerSetup};
 use crate::protocol::OpKind;
 use crate::reactor::Reactor;
 use crate::service::Service;
@@ -41,6 +41,8 @@ pub enum ServerError {
     /// A command was registered under the name of a built-in op or of another
     /// command.
     CommandClash(String),
+    /// The TLS certificate or key cannot be used.
+    Tls(String),
 }
 
 impl fmt::Display for ServerError {
@@ -56,6 +58,7 @@ impl fmt::Display for ServerError {
             ServerError::Config(why) => write!(f, "invalid configuration: {why}"),
             ServerError::Poller(e) => write!(f, "the poller failed: {e}"),
             ServerError::Store(e) => e.fmt(f),
+            ServerError::Tls(why) => f.write_str(why),
             ServerError::CommandClash(name) => {
                 write!(
                     f,
@@ -71,7 +74,7 @@ impl std::error::Error for ServerError {
         match self {
             ServerError::Bind { source, .. } | ServerError::Poller(source) => Some(source),
             ServerError::Store(e) => Some(e),
-            ServerError::Config(_) | ServerError::CommandClash(_) => None,
+            ServerError::Config(_) | ServerError::CommandClash(_) | ServerError::Tls(_) => None,
         }
     }
 }
@@ -93,8 +96,11 @@ impl std::error::Error for ServerError {
 /// ```
 pub struct Server {
     config: Config,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    /// The `/metrics` listener, if asked for.
+    metrics: Option<TcpListener>,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     poller: Arc<Poller>,
     /// The chat service, built (and its state read back) at bind time so that a bad
     /// data directory fails start-up; `None` in echo mode.
@@ -119,6 +125,9 @@ impl Server {
 
     fn bind_with(config: Config, extensions: Extensions) -> Result<Server, ServerError> {
         validate(&config)?;
+        if let Some(warning) = crate::fdlimit::fit(config.max_conns) {
+            log::warn!("{warning}");
+        }
         let store = match (config.mode, &config.storage) {
             (Mode::Chat, Storage::Dir(dir)) => Some(
                 Store::open(dir, config.sync, config.history_len).map_err(ServerError::Store)?,
@@ -129,18 +138,51 @@ impl Server {
             Mode::Echo => None,
             Mode::Chat => Some(Chat::new(&config, store, extensions).map_err(ServerError::Store)?),
         };
-        let bind_err = |source| ServerError::Bind {
-            addr: config.addr,
-            source,
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::server_config(tls).map_err(ServerError::Tls)?),
+            None => None,
         };
-        let listener = TcpListener::bind(config.addr).map_err(bind_err)?;
-        listener.set_nonblocking(true).map_err(bind_err)?;
-        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let (main, local_addr) = listen(config.addr)?;
+        let mut listeners = Vec::new();
+        let tls_addr = match (tls, config.tls.as_ref().and_then(|t| t.listen)) {
+            (None, _) => {
+                listeners.push(Listener {
+                    socket: main,
+                    tls: None,
+                });
+                None
+            }
+            (Some(tls), None) => {
+                listeners.push(Listener {
+                    socket: main,
+                    tls: Some(tls),
+                });
+                Some(local_addr)
+            }
+            (Some(tls), Some(addr)) => {
+                listeners.push(Listener {
+                    socket: main,
+                    tls: None,
+                });
+                let (socket, tls_addr) = listen(addr)?;
+                listeners.push(Listener {
+                    socket,
+                    tls: Some(tls),
+                });
+                Some(tls_addr)
+            }
+        };
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(listen(addr)?.0),
+            None => None,
+        };
         let poller = Arc::new(Poller::new().map_err(ServerError::Poller)?);
         Ok(Server {
             config,
-            listener,
+            listeners,
+            metrics,
             local_addr,
+            tls_addr,
             poller,
             chat,
         })
@@ -149,6 +191,17 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address that serves TLS, if any: `local_addr` itself, or the separate
+    /// `TlsConfig::listen` one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The address serving `GET /metrics`, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     /// The configuration the server runs with.
@@ -160,7 +213,7 @@ impl Server {
     pub fn spawn(self) -> ServerHandle {
         let stop = Arc::new(AtomicBool::new(false));
         let poller = Arc::clone(&self.poller);
-        let addr = self.local_addr;
+        let (addr, tls_addr) = (self.local_addr, self.tls_addr);
         let thread_stop = Arc::clone(&stop);
         let mut this = self;
         let thread = thread::Builder::new()
@@ -172,6 +225,7 @@ impl Server {
             .expect("cannot start the poller thread");
         ServerHandle {
             addr,
+            tls_addr,
             stop,
             poller,
             thread: Some(thread),
@@ -217,6 +271,15 @@ fn validate(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Opens a non-blocking listening socket.
+fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).map_err(bind_err)?;
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, bound))
+}
+
 fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
     let config = server.config;
     let workers = config.workers;
@@ -226,8 +289,11 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
     let service = Arc::new(service);
     let threads = worker::spawn(workers, &jobs_rx, &reactor, &service);
     let setup = PollerSetup {
-        listener: server.listener,
+        listeners: server.listeners,
+        metrics: server.metrics,
         max_conns: config.max_conns,
+        max_conns_per_ip: config.max_conns_per_ip,
+        limit_loopback: config.limit_loopback,
         idle_timeout: config.idle_timeout,
         workers,
         stop,
@@ -254,6 +320,7 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
 /// the server down and waits for it.
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     poller: Arc<Poller>,
     thread: Option<JoinHandle<Result<(), ServerError>>>,
@@ -263,6 +330,11 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address that serves TLS, if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// A cloneable way to start the shutdown from elsewhere (a signal handler, say).

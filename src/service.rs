@@ -50,4 +50,7 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// The frame that tells a client it was refused because the server is full.
     fn server_full_frame() -> Option<Bytes>;
+
+    /// Appends the service's own metrics, Prometheus text format.
+    fn render_metrics(&self, out: &mut String);
 }

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
+use std::time::Instant;
+
 use crossbeam_channel::{Receiver, Sender};
 use fs2::FileExt;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
+
+use crate::metrics::StoreMetrics;
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -184,6 +188,7 @@ type Waker = Box<dyn FnOnce() + Send>;
 struct Shared {
     /// Writes submitted and not yet committed.
     backlog: AtomicUsize,
+    metrics: StoreMetrics,
     /// Callbacks of connections that stopped reading because the backlog was high.
     waiting: Mutex<Vec<Waker>>,
 }
@@ -226,6 +231,7 @@ impl<T: Send + 'static> Store<T> {
             receiver: Some(rx),
             shared: Arc::new(Shared {
                 backlog: AtomicUsize::new(0),
+                metrics: StoreMetrics::default(),
                 waiting: Mutex::new(Vec::new()),
             }),
             readers: Mutex::new(vec![conn]),
@@ -253,6 +259,7 @@ impl<T: Send + 'static> Store<T> {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(MAX_BATCH - 1));
                     let writes: usize = batch.iter().map(|s| s.writes.len()).sum();
+                    let started = Instant::now();
                     let committed = match commit(&mut conn, &batch) {
                         Ok(committed) => committed,
                         Err(e) => {
@@ -260,6 +267,9 @@ impl<T: Send + 'static> Store<T> {
                             vec![false; batch.len()]
                         }
                     };
+                    shared.metrics.commit_time.observe(started.elapsed());
+                    shared.metrics.commits.inc();
+                    shared.metrics.writes.add(writes as u64);
                     on_commit(
                         batch
                             .into_iter()
@@ -282,6 +292,11 @@ impl<T: Send + 'static> Store<T> {
             })?;
         self.writer = Some(writer);
         Ok(())
+    }
+
+    /// Commit counters, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
     }
 
     /// Queues writes for the next group commit; `payload` comes back after it.

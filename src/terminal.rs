@@ -24,7 +24,7 @@ use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 
 use crate::ErrorCode;
-use crate::client::{Client, ClientError, Event, HistoryQuery, Message};
+use crate::client::{self, Client, ClientError, Event, HistoryQuery, Message, TlsOptions};
 
 /// How long the main loop waits for a server event before looking at the keyboard
 /// again: the longest a typed line waits before it is handled.
@@ -92,6 +92,9 @@ pub struct Options {
     pub user: String,
     /// When the login fails, create the account without asking.
     pub signup: bool,
+    /// Speak TLS, with these settings (reconnects too); `None` for plain TCP. Without a
+    /// server name in it, the certificate must be valid for the host part of `addr`.
+    pub tls: Option<TlsOptions>,
 }
 
 /// One line typed by the user, parsed.
@@ -326,6 +329,9 @@ pub enum TerminalError {
         /// Why it failed.
         source: ClientError,
     },
+    /// The server closed a plain connection without answering the login, as a TLS
+    /// port does with a client that does not speak TLS.
+    ClosedAtLogin,
     /// Stdin (not a terminal) ended before its first line, the password.
     NoPassword,
     /// Reading the keyboard or stdin failed.
@@ -360,6 +366,10 @@ impl fmt::Display for TerminalError {
             TerminalError::Connect { addr, source } => {
                 write!(f, "cannot connect to {addr}: {}", Described(source))
             }
+            TerminalError::ClosedAtLogin => f.write_str(
+                "the server closed the connection without answering the login; if it serves \
+                 TLS on that port, add --tls (or --ca FILE)",
+            ),
             TerminalError::NoPassword => {
                 f.write_str("no password: stdin ended before its first line, the password")
             }
@@ -415,18 +425,31 @@ impl fmt::Display for Described<'_> {
 /// chats until `/quit` or the end of input.
 pub fn run(options: Options) -> Result<(), TerminalError> {
     let addrs = resolve(&options.addr)?;
+    // Named once from `--addr` as typed: the connections themselves only know the IP.
+    let tls = options.tls.clone().map(|mut tls| {
+        tls.server_name
+            .get_or_insert_with(|| client::server_name_of(&options.addr));
+        tls
+    });
     let keyboard_is_tty = io::stdin().is_terminal();
     let password = read_password(&options.user, keyboard_is_tty)?;
-    let mut client = connect(&addrs).map_err(|source| TerminalError::Connect {
+    let mut client = connect(&addrs, tls.as_ref()).map_err(|source| TerminalError::Connect {
         addr: options.addr.clone(),
         source,
     })?;
-    let session = log_in(&mut client, &options, &password, keyboard_is_tty)?;
+    let session =
+        log_in(&mut client, &options, &password, keyboard_is_tty).map_err(|e| match e {
+            TerminalError::Client(ClientError::Closed { reason: None }) if tls.is_none() => {
+                TerminalError::ClosedAtLogin
+            }
+            other => other,
+        })?;
     let me = client.whoami().map_err(TerminalError::Client)?;
 
     let (keyboard, screen) = open_terminal(keyboard_is_tty && io::stdout().is_terminal())?;
     let mut chat = Chat {
         addrs,
+        tls,
         session,
         link: Link::Up {
             client,
@@ -494,13 +517,18 @@ fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalEr
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Connects to the first address that answers, with the request timeout set.
-fn connect(addrs: &[SocketAddr]) -> Result<Client, ClientError> {
+/// Connects to the first address that answers, over TLS if `tls` says how, with the
+/// request timeout set. A failed TLS handshake does not move on to the next address:
+/// that one answered, and its certificate is the same.
+fn connect(addrs: &[SocketAddr], tls: Option<&TlsOptions>) -> Result<Client, ClientError> {
     let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
     for addr in addrs {
         match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
             Ok(stream) => {
-                let mut client = Client::from_stream(stream)?;
+                let mut client = match tls {
+                    Some(tls) => Client::from_stream_tls(stream, tls)?,
+                    None => Client::from_stream(stream)?,
+                };
                 client.set_timeout(REQUEST_TIMEOUT);
                 return Ok(client);
             }
@@ -780,6 +808,8 @@ enum Flow {
 /// The logged-in chat: connection, current room, keyboard and screen.
 struct Chat {
     addrs: Vec<SocketAddr>,
+    /// How to speak TLS, with the server name filled in; `None` for plain TCP.
+    tls: Option<TlsOptions>,
     session: String,
     link: Link,
     /// The current room, where plain lines go.
@@ -1044,7 +1074,7 @@ impl Chat {
         let Link::Down { delay, .. } = self.link else {
             return Ok(());
         };
-        let resumed = connect(&self.addrs).and_then(|mut client| {
+        let resumed = connect(&self.addrs, self.tls.as_ref()).and_then(|mut client| {
             client.resume(&self.session)?;
             Ok(client)
         });

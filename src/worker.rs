@@ -89,6 +89,10 @@ fn run_job<S: Service>(
                 conn.set_blocked(false);
             }
             yielded = read(conn, &mut io, service, flusher);
+            if conn.is_tls() {
+                // Reading may have produced handshake replies or alerts to send.
+                conn.flush(flusher.scratch());
+            }
         }
         InBuf::release_if_empty(&mut io.inbuf);
         drop(io);
@@ -140,7 +144,12 @@ fn read<S: Service>(
                     }
                     _ => CloseReason::Error,
                 };
-                log::debug!("conn {}: read error: {e}", conn.key);
+                if e.kind() == io::ErrorKind::InvalidData {
+                    // A TLS failure: a plain client on a TLS port, a bad record.
+                    log::info!("conn {} from {}: TLS error: {e}", conn.key, conn.peer);
+                } else {
+                    log::debug!("conn {}: read error: {e}", conn.key);
+                }
                 conn.request_close(reason);
                 return false;
             }
@@ -164,7 +173,7 @@ fn close<S: Service>(
         service.closed(conn, &mut io.session, reason);
         io.inbuf = InBuf::default();
     }
-    reactor.remove(conn.key);
+    reactor.remove(conn);
     log::info!(
         "conn {} from {} closed: {}",
         conn.key,

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, TIMEOUT, start_chat};
-use parlor::{Client, Event};
+use common::{PASSWORD, TIMEOUT, start, start_chat};
+use parlor::client::TlsOptions;
+use parlor::{Client, Event, TlsConfig};
 
 /// A running `parlor chat` process.
 struct Chatter {
@@ -283,6 +284,66 @@ fn reconnects_and_stays_in_the_room() {
 }
 
 #[test]
+fn reconnects_over_tls_with_the_same_settings() {
+    let dir = std::env::temp_dir().join(format!("parlor-terminal-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
+    let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
+    let (_server, addr) = start(|c| {
+        c.tls = Some(TlsConfig {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            listen: None,
+        })
+    });
+    // The proxy only forwards bytes: TLS runs from parlor chat to the server.
+    let proxy = Proxy::start(addr);
+    let ca = files.cert.to_str().expect("a UTF-8 temp path");
+    let mut ada = Chatter::start(proxy.addr, "ada", PASSWORD, &["--signup", "--ca", ca]);
+    ada.type_line("/create r");
+    ada.expect("created r");
+
+    let tls = TlsOptions {
+        ca_file: Some(files.cert.clone()),
+        ..TlsOptions::default()
+    };
+    let mut bob = Client::connect_tls(addr, &tls).expect("connects");
+    bob.signup("bob", PASSWORD).expect("signup");
+    bob.login("bob", PASSWORD).expect("login");
+    bob.join("r").expect("join");
+
+    proxy.cut();
+    ada.expect("connection lost");
+    bob.send("r", "while you were out").expect("send");
+    ada.expect("reconnected");
+    ada.expect("[r] bob: while you were out");
+    ada.type_line("/quit");
+    let (status, stderr) = ada.exit();
+    assert!(status.success(), "{status}, stderr: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
+    let dir = std::env::temp_dir().join(format!("parlor-terminal-notls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
+    let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
+    let (_server, addr) = start(|c| {
+        c.tls = Some(TlsConfig {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            listen: None,
+        })
+    });
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    let (status, stderr) = ada.exit();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("add --tls"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn help_explains_every_flag() {
     let output = Command::new(env!("CARGO_BIN_EXE_parlor"))
         .args(["chat", "--help"])
@@ -290,7 +351,15 @@ fn help_explains_every_flag() {
         .expect("parlor chat --help runs");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--addr", "--user", "--signup", "default 127.0.0.1:7878"] {
+    for flag in [
+        "--addr",
+        "--user",
+        "--signup",
+        "--tls",
+        "--ca",
+        "--server-name",
+        "default 127.0.0.1:7878",
+    ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }

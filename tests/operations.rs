@@ -1,0 +1,224 @@
+//! What an operator relies on: limits (frame rate, connections per address, rooms,
+//! members), the metrics endpoint, and logs that never show a secret.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn frames_over_the_rate_are_refused_then_a_flood_is_closed() {
+    let (_server, addr) = start(|c| c.max_frame_rate = 10);
+    let mut client = Line::connect(addr);
+    // A burst of twice the rate passes; the rest of these are refused, with their id.
+    for i in 0..25 {
+        client.send_json(json!({ "id": i, "op": "ping" }));
+    }
+    let answers: Vec<_> = (0..25).map(|_| client.recv()).collect();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a["error"] == "rate_limited")
+        .collect();
+    assert!(!refused.is_empty() && refused.len() <= 10, "{answers:?}");
+    assert!(refused.iter().all(|a| a["id"].is_number()), "{refused:?}");
+    assert_eq!(answers[0]["pong"], true);
+    // After a pause the bucket has refilled: the connection is still good.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(client.request(json!({ "op": "ping" }))["pong"], true);
+    // Keeping on regardless is a flood: `closing`, then the connection ends.
+    let burst: String = (0..200).map(|_| "{\"op\":\"ping\"}\n").collect();
+    client.send_raw(burst.as_bytes());
+    let closing = client.expect_event("closing");
+    assert_eq!(closing["reason"], "flood");
+    client.clear_pending();
+    client.expect_closed();
+}
+
+#[test]
+fn connections_over_the_per_address_limit_get_server_full() {
+    let (_server, addr) = start(|c| {
+        c.max_conns_per_ip = 2;
+        c.limit_loopback = true;
+    });
+    let mut first = Line::connect(addr);
+    let mut second = Line::connect(addr);
+    first.ping();
+    second.ping();
+    let mut third = Line::connect(addr);
+    assert_eq!(
+        third.recv(),
+        json!({ "event": "closing", "reason": "server_full" })
+    );
+    third.expect_closed();
+    // A freed place can be taken again (once the server has seen the close).
+    drop(first);
+    let pinged = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        ping_once(addr)
+    });
+    assert!(pinged, "the freed place was never given back");
+}
+
+#[test]
+fn loopback_is_not_limited_per_address_by_default() {
+    let (_server, addr) = start(|c| c.max_conns_per_ip = 1);
+    let mut conns: Vec<Line> = (0..3).map(|_| Line::connect(addr)).collect();
+    for c in &mut conns {
+        c.ping();
+    }
+}
+
+#[test]
+fn rooms_and_members_are_capped() {
+    let (_server, addr) = start(|c| {
+        c.max_rooms = 2;
+        c.max_room_members = 2;
+    });
+    let mut ada = user(addr, "ada");
+    ada.create("a");
+    ada.create("b");
+    let answer = ada.request(json!({ "op": "create", "room": "c" }));
+    assert_eq!(answer["error"], "too_many_rooms", "{answer}");
+    let mut bob = user(addr, "bob");
+    bob.join("a");
+    let mut cid = user(addr, "cid");
+    let answer = cid.request(json!({ "op": "join", "room": "a" }));
+    assert_eq!(answer["error"], "room_full", "{answer}");
+    // A member joining again is not turned away by the cap.
+    assert_eq!(
+        bob.request(json!({ "op": "join", "room": "a" }))["ok"],
+        true
+    );
+}
+
+/// Connects, pings, and says whether a pong came back (not `closing`).
+fn ping_once(addr: std::net::SocketAddr) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream.write_all(b"{\"op\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("pong")
+}
+
+/// Sends one HTTP request to `addr` and returns the whole response.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text_format() {
+    let mut config = test_config();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let server = parlor::Server::bind(config).unwrap();
+    let (addr, metrics) = (
+        server.local_addr(),
+        server.metrics_addr().expect("a metrics address"),
+    );
+    let _handle = server.spawn();
+    let mut ada = user(addr, "ada");
+    let mut bob = user(addr, "bob");
+    ada.create("r");
+    bob.join("r");
+    ada.say("r", "hello");
+    let _ = bob.expect_event("message");
+    let refused = ada.request(json!({ "op": "join", "room": "nope" }));
+    assert_eq!(refused["error"], "no_such_room");
+
+    let response = http_get(metrics, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("# TYPE parlor_connections_open gauge"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\nparlor_connections_open 2\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\nparlor_messages_total 1\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\nparlor_deliveries_total 1\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("parlor_logins_total{result=\"ok\"} 2\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("parlor_errors_total{code=\"no_such_room\"} 1\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("parlor_op_seconds_count{op=\"send\"} 1\n"),
+        "{response}"
+    );
+    assert!(http_get(metrics, "/").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn logs_never_show_a_password_or_a_session_token() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--bcrypt-cost",
+            "4",
+        ])
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parlor");
+    let mut stderr = child.stderr.take().unwrap();
+    // The start-up line carries the address; read byte by byte up to its newline.
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while !first.ends_with(b"\n") && stderr.read(&mut byte).unwrap_or(0) == 1 {
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8_lossy(&first).into_owned();
+    let addr: std::net::SocketAddr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let secret = "hunter2-very-secret";
+    let mut client = Line::connect(addr);
+    client.request(json!({ "op": "signup", "user": "ada", "password": secret }));
+    let login = client.request(json!({ "op": "login", "user": "ada", "password": secret }));
+    let token = login["session"].as_str().expect("a session").to_owned();
+    client.request(json!({ "op": "login", "user": "ada", "password": "wrong-password" }));
+    client.request(json!({ "op": "resume", "session": token }));
+    client.request(json!({ "op": "quit" }));
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let mut log = first;
+    stderr.read_to_string(&mut log).expect("read the log");
+    let _ = child.wait();
+    assert!(log.contains("logged in as ada"), "{log}");
+    for secret in [secret, "wrong-password", token.as_str()] {
+        assert!(!log.contains(secret), "the log shows {secret}: {log}");
+    }
+}
