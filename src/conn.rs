@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use polling::Event;
 use rustls::ServerConnection;
 
@@ -492,7 +492,22 @@ impl<S: Service> Conn<S> {
 
     /// Adds work for the connection's job, queueing the job if none exists.
     pub(crate) fn schedule(self: &Arc<Self>, bits: u8) {
+        self.enqueue(self.ctl.lock(), bits);
+    }
+
+    /// Closes the connection as soon as its job runs, after one best-effort flush of
+    /// what is queued (which may end with the service's `closing` frame).
+    pub(crate) fn request_close(self: &Arc<Self>, reason: CloseReason) {
         let mut ctl = self.ctl.lock();
+        if !ctl.closed {
+            ctl.close_reason.get_or_insert(reason);
+        }
+        self.enqueue(ctl, pending::CLOSE);
+    }
+
+    /// Adds `bits` to the pending work and queues the job if none exists; the one
+    /// place a job is created, so there is never more than one.
+    fn enqueue(self: &Arc<Self>, mut ctl: MutexGuard<'_, Ctl>, bits: u8) {
         if ctl.closed {
             return;
         }
@@ -500,22 +515,6 @@ impl<S: Service> Conn<S> {
         if bits & pending::WRITE != 0 {
             ctl.want_write = false;
         }
-        if ctl.job == Job::Idle {
-            ctl.job = Job::Queued;
-            drop(ctl);
-            self.reactor.submit(Arc::clone(self));
-        }
-    }
-
-    /// Closes the connection as soon as its job runs, after one best-effort flush of
-    /// what is queued (which may end with the service's `closing` frame).
-    pub(crate) fn request_close(self: &Arc<Self>, reason: CloseReason) {
-        let mut ctl = self.ctl.lock();
-        if ctl.closed {
-            return;
-        }
-        ctl.close_reason.get_or_insert(reason);
-        ctl.pending |= pending::CLOSE;
         if ctl.job == Job::Idle {
             ctl.job = Job::Queued;
             drop(ctl);
@@ -605,13 +604,9 @@ impl<S: Service> Conn<S> {
     /// so one busy client cannot hold a worker.
     pub(crate) fn requeue(self: &Arc<Self>, bits: u8) {
         let mut ctl = self.ctl.lock();
-        if ctl.closed {
-            return;
-        }
-        ctl.pending |= bits;
-        ctl.job = Job::Queued;
-        drop(ctl);
-        self.reactor.submit(Arc::clone(self));
+        // The running job steps back to Idle so that `enqueue` queues it afresh.
+        ctl.job = Job::Idle;
+        self.enqueue(ctl, bits);
     }
 
     /// Reads once into the inbound buffer.
