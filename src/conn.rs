@@ -115,6 +115,9 @@ struct Outbound {
     read_blocked: bool,
     /// No more frames are accepted: the connection is being closed.
     dead: bool,
+    /// Bumped whenever the queue is cut (abort, close): a write that started before
+    /// must not count its bytes against the queue that replaced it.
+    epoch: u64,
 }
 
 /// What happened to a frame handed to [`Conn::push`].
@@ -285,6 +288,7 @@ impl<S: Service> Conn<S> {
                 close_when_drained: None,
                 read_blocked: false,
                 dead: false,
+                epoch: 0,
             }),
             last_input: AtomicU64::new(now),
             io: Mutex::new(Io {
@@ -358,7 +362,7 @@ impl<S: Service> Conn<S> {
     /// `WouldBlock`; closes the connection on a write error or once drained if asked.
     pub(crate) fn flush(self: &Arc<Self>, scratch: &mut Vec<Bytes>) {
         loop {
-            let head_written;
+            let (head_written, epoch);
             {
                 let mut out = self.out.lock();
                 if out.writing || (out.queue.is_empty() && !self.tls_output_pending()) {
@@ -366,6 +370,7 @@ impl<S: Service> Conn<S> {
                 }
                 out.writing = true;
                 head_written = out.head_written;
+                epoch = out.epoch;
                 scratch.clear();
                 scratch.extend(out.queue.iter().take(MAX_IOV).cloned());
             }
@@ -382,6 +387,11 @@ impl<S: Service> Conn<S> {
             scratch.clear();
             let mut out = self.out.lock();
             out.writing = false;
+            if out.epoch != epoch {
+                // Cut off or closed while this write was under way: the queue it was
+                // writing from is gone, and the closing path owns what is left.
+                return;
+            }
             match result {
                 Ok(written) => {
                     // Counted per write call, not per frame queued: these atomics are
@@ -531,6 +541,7 @@ impl<S: Service> Conn<S> {
                 return;
             }
             out.dead = true;
+            out.epoch += 1;
             let keep = usize::from(out.head_written > 0 && !out.queue.is_empty());
             out.queue.truncate(keep);
             out.queued = out.queue.front().map_or(0, |f| f.len() - out.head_written);
@@ -668,6 +679,7 @@ impl<S: Service> Conn<S> {
         {
             let mut out = self.out.lock();
             out.dead = true;
+            out.epoch += 1;
             out.queue.clear();
             out.queued = 0;
         }

@@ -66,6 +66,8 @@ mod echo;
 pub mod error_code;
 mod fdlimit;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hasher;
 mod metrics;
 mod poller;

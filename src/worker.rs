@@ -47,7 +47,10 @@ fn work<S: Service>(jobs: &Receiver<Task<S>>, reactor: &Reactor<S>, service: &S)
                 "conn {}: handler panicked; closing the connection",
                 conn.key
             );
-            flusher = Flusher::default();
+            // Other connections queued frames during this job and count on its flush.
+            if panic::catch_unwind(AssertUnwindSafe(|| flusher.flush_all())).is_err() {
+                flusher = Flusher::default();
+            }
             let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                 close(&conn, reactor, service, &mut flusher, CloseReason::Error);
             }));
