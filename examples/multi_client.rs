@@ -10,12 +10,28 @@
 //! fan-out deliveries per second and send-to-delivery latency (each text carries its
 //! send time).
 //!
+//! `--mode fanout` (against `parlor serve`) and `--mode redis` (against `redis-server`)
+//! run one and the same fan-out load through the same code: `--conns` K subscribers
+//! (room members that only listen; SUBSCRIBE connections to one channel), and one
+//! publisher that sends `--messages` payloads of `--size` bytes (`send` to the room;
+//! PUBLISH) with at most `--in-flight` unanswered, as fast as that allows or paced at
+//! `--rate` messages per second. Each payload carries its send time; `--readers`
+//! threads read all K subscriber sockets (nonblocking, level-triggered polling), check
+//! that every subscriber gets every payload once, in order and intact, and measure
+//! send-to-delivery latency. The redis side speaks minimal RESP over a `TcpStream`.
+//!
+//! `--server-pid PID` adds the server process's CPU time (utime + stime from
+//! `/proc/PID/stat`) over the load alone, per message (echo) or delivery.
+//!
 //! Exits 0 only if everything expected came back within `--max-secs`; the last line
 //! ends in ` ok` or starts with `multi_client: FAILED`.
 //!
 //! ```text
 //! cargo run --release --example multi_client -- --mode echo --conns 100 --messages 10000
 //! cargo run --release --example multi_client -- --mode chat --conns 50 --rooms 5
+//! cargo run --release --example multi_client -- --mode fanout --conns 100 --size 128
+//! cargo run --release --example multi_client -- --mode redis --addr 127.0.0.1:6379 \
+//!     --conns 100 --size 128 --rate 5000
 //! ```
 
 use std::collections::HashMap;
@@ -41,11 +57,13 @@ struct Args {
     #[argh(option, default = "String::from(\"127.0.0.1:7878\")")]
     addr: String,
 
-    /// what to exercise: echo (a server run with --echo) or chat (default echo)
+    /// what to exercise: echo (a server run with --echo), chat, fanout (one publisher
+    /// to a parlor room) or redis (the same fan-out over redis pub/sub) (default echo)
     #[argh(option, default = "LoadMode::Echo", from_str_fn(parse_mode))]
     mode: LoadMode,
 
-    /// concurrent connections (default 10)
+    /// concurrent connections; in fanout and redis modes, subscribers, besides the
+    /// one publisher (default 10)
     #[argh(option, short = 'n', default = "10")]
     conns: usize,
 
@@ -70,6 +88,20 @@ struct Args {
     #[argh(option)]
     senders: Option<usize>,
 
+    /// fanout and redis modes: messages per second the publisher sends, paced
+    /// (default: as fast as --in-flight allows)
+    #[argh(option)]
+    rate: Option<f64>,
+
+    /// fanout and redis modes: threads reading the subscribers' sockets (default 1)
+    #[argh(option, default = "1")]
+    readers: usize,
+
+    /// pid of the server process (on this machine): report its CPU time over the
+    /// load, per message (echo) or delivery (the other modes)
+    #[argh(option)]
+    server_pid: Option<u32>,
+
     /// give up, and fail, after this many seconds (default 60)
     #[argh(option, default = "60")]
     max_secs: u64,
@@ -79,13 +111,19 @@ struct Args {
 enum LoadMode {
     Echo,
     Chat,
+    Fanout,
+    Redis,
 }
 
 fn parse_mode(value: &str) -> Result<LoadMode, String> {
     match value {
         "echo" => Ok(LoadMode::Echo),
         "chat" => Ok(LoadMode::Chat),
-        _ => Err(format!("unknown mode `{value}`: expected echo or chat")),
+        "fanout" => Ok(LoadMode::Fanout),
+        "redis" => Ok(LoadMode::Redis),
+        _ => Err(format!(
+            "unknown mode `{value}`: expected echo, chat, fanout or redis"
+        )),
     }
 }
 
@@ -114,6 +152,15 @@ fn run(args: &Args) -> Result<(), String> {
     if args.mode == LoadMode::Chat && args.size < HEADER_LEN {
         return Err(format!("--size must be at least {HEADER_LEN} in chat mode"));
     }
+    match args.mode {
+        LoadMode::Fanout => return fanout::run(args, addr, fanout::Proto::Parlor),
+        LoadMode::Redis => return fanout::run(args, addr, fanout::Proto::Redis),
+        LoadMode::Echo | LoadMode::Chat => {}
+    }
+    if args.rate.is_some() {
+        return Err("--rate is for the fanout and redis modes".to_owned());
+    }
+    let cpu_before = args.server_pid.map(server_cpu).transpose()?;
     let start = Instant::now();
     let ctx = Ctx {
         mode: args.mode,
@@ -132,7 +179,7 @@ fn run(args: &Args) -> Result<(), String> {
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
         received_bytes: AtomicU64::new(0),
-        gate: Gate::new(args.conns),
+        gate: Gate::new(args.conns, args.server_pid),
     };
 
     let results: Vec<Result<Histogram<u64>, String>> = thread::scope(|scope| {
@@ -150,7 +197,8 @@ fn run(args: &Args) -> Result<(), String> {
                 scope.spawn(move || {
                     let result = match args.mode {
                         LoadMode::Echo => echo_conn(ctx, conn),
-                        LoadMode::Chat => chat_conn(ctx, conn),
+                        // (fanout and redis modes went their own way above)
+                        _ => chat_conn(ctx, conn),
                     };
                     if result.is_err() {
                         ctx.gate.fail();
@@ -171,6 +219,7 @@ fn run(args: &Args) -> Result<(), String> {
     });
     // Chat connections sign up and log in first; only the load after that counts.
     let elapsed = ctx.gate.opened().unwrap_or(start).elapsed();
+    let cpu_after = args.server_pid.map(server_cpu).transpose()?;
 
     let mut latency = new_histogram();
     let mut errors = Vec::new();
@@ -184,6 +233,15 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     report(&ctx, &latency, elapsed);
+    let what = match args.mode {
+        LoadMode::Echo => "message",
+        _ => "delivery",
+    };
+    // Chat mode counts from the moment the gate opened, after every login.
+    let cpu_before = ctx.gate.cpu_at_open().or(cpu_before);
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        report_cpu(before, after, ctx.received.load(Ordering::SeqCst), what);
+    }
     if let Some(first) = errors.first() {
         // After an abort every connection fails with a closed socket; the deadline
         // is the cause worth reporting.
@@ -208,7 +266,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let what = match args.mode {
         LoadMode::Echo => "messages",
-        LoadMode::Chat => "deliveries",
+        _ => "deliveries",
     };
     println!(
         "multi_client: mode={} conns={} {what}={expected} ok",
@@ -222,7 +280,62 @@ fn mode_name(mode: LoadMode) -> &'static str {
     match mode {
         LoadMode::Echo => "echo",
         LoadMode::Chat => "chat",
+        LoadMode::Fanout => "fanout",
+        LoadMode::Redis => "redis",
     }
+}
+
+/// CPU time (user + system, all threads) the process `pid` has used so far, from
+/// `/proc/PID/stat`.
+fn server_cpu(pid: u32) -> Result<Duration, String> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count the
+    // fields after its closing one. utime and stime are fields 14 and 15.
+    let rest = stat
+        .rfind(')')
+        .map(|at| &stat[at + 1..])
+        .ok_or_else(|| format!("{path}: unexpected format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |n: usize| -> Result<u64, String> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| format!("{path}: no field {n}"))
+    };
+    let total = ticks(14)? + ticks(15)?;
+    Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 if that cannot be run.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|&ticks| ticks > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// Prints the server's CPU time over the load, per message or delivery, and this
+/// process's own CPU time since it started (setup included), for comparison.
+fn report_cpu(before: Duration, after: Duration, count: u64, what: &str) {
+    let used = after.saturating_sub(before);
+    let per = used.as_secs_f64() * 1e9 / count.max(1) as f64;
+    let client = server_cpu(std::process::id()).map_or_else(
+        |_| String::new(),
+        |own| format!("; client cpu {:.3} s in all", own.as_secs_f64()),
+    );
+    println!(
+        "multi_client: server cpu {:.3} s, {per:.0} ns per {what} (tick {} ms){client}",
+        used.as_secs_f64(),
+        1000 / clock_ticks().max(1),
+    );
 }
 
 /// Prints totals; latency covers the connections that finished.
@@ -233,7 +346,7 @@ fn report(ctx: &Ctx, latency: &Histogram<u64>, elapsed: Duration) {
     let bytes = ctx.received_bytes.load(Ordering::SeqCst);
     let rooms = match ctx.mode {
         LoadMode::Echo => String::new(),
-        LoadMode::Chat => format!(" rooms={}", ctx.rooms),
+        _ => format!(" rooms={}", ctx.rooms),
     };
     println!(
         "multi_client: mode={} conns={}{rooms} sent={sent} received={received} bytes={bytes} in {secs:.3} s",
@@ -248,7 +361,7 @@ fn report(ctx: &Ctx, latency: &Histogram<u64>, elapsed: Duration) {
     );
     let what = match ctx.mode {
         LoadMode::Echo => "round trip",
-        LoadMode::Chat => "send to delivery",
+        _ => "send to delivery",
     };
     if latency.is_empty() {
         println!("multi_client: {what} latency: no samples");
@@ -375,7 +488,7 @@ impl Ctx {
     fn expected_for(&self, conn: usize) -> u64 {
         match self.mode {
             LoadMode::Echo => self.messages,
-            LoadMode::Chat => {
+            _ => {
                 let senders = self.in_room(self.room_of(conn), self.senders);
                 self.messages * (senders - u64::from(conn < self.senders))
             }
@@ -402,6 +515,8 @@ fn record(ctx: &Ctx, latency: &mut Histogram<u64>, bytes: usize, took: Duration)
 /// message is sent before all its recipients are there to get it.
 struct Gate {
     total: usize,
+    /// The server process whose CPU time is read when the gate opens, if any.
+    server_pid: Option<u32>,
     state: Mutex<GateState>,
     woken: Condvar,
 }
@@ -412,21 +527,32 @@ struct GateState {
     failed: bool,
     /// When the last connection arrived: the load starts then.
     opened: Option<Instant>,
+    /// The server's CPU time then.
+    cpu_at_open: Option<Duration>,
 }
 
 impl Gate {
-    fn new(total: usize) -> Gate {
+    fn new(total: usize, server_pid: Option<u32>) -> Gate {
         Gate {
             total,
+            server_pid,
             state: Mutex::new(GateState::default()),
             woken: Condvar::new(),
         }
+    }
+
+    fn cpu_at_open(&self) -> Option<Duration> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cpu_at_open
     }
 
     fn arrive_and_wait(&self, deadline: Instant) -> Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.arrived += 1;
         if state.arrived == self.total {
+            state.cpu_at_open = self.server_pid.and_then(|pid| server_cpu(pid).ok());
             state.opened = Some(Instant::now());
         }
         self.woken.notify_all();
@@ -729,4 +855,1116 @@ fn parse_header(text: &str) -> Option<(u64, usize, u64)> {
     let conn = usize::from_str_radix(text.get(17..25)?, 16).ok()?;
     let index = u64::from_str_radix(text.get(26..42)?, 16).ok()?;
     Some((micros, conn, index))
+}
+
+/// The fan-out load of `--mode fanout` (a parlor room) and `--mode redis` (a redis
+/// pub/sub channel): one publisher, K subscribers, and one code path for both servers
+/// but for the wire format (a JSON line; a RESP array).
+mod fanout {
+    use std::io::{self, Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Mutex, PoisonError, mpsc};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use hdrhistogram::Histogram;
+    use memchr::memmem;
+    use polling::{Event, Events, PollMode, Poller};
+
+    use super::{Args, PASSWORD, new_histogram, report_cpu, run_prefix, server_cpu};
+
+    /// Which server, so which wire format.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Proto {
+        Parlor,
+        Redis,
+    }
+
+    /// Length of the payload header: send time (microseconds since the run started)
+    /// and message index, fixed-width hex, each followed by a space.
+    const HEADER: usize = 16 + 1 + 16 + 1;
+
+    /// Threads that log the subscribers in (parlor) or subscribe them (redis).
+    const SETUP_THREADS: usize = 8;
+
+    /// What the publisher, the readers and the watchdog share.
+    struct Load {
+        proto: Proto,
+        addr: SocketAddr,
+        subscribers: usize,
+        messages: u64,
+        size: usize,
+        in_flight: u64,
+        rate: Option<f64>,
+        /// Time origin of the send times in the payloads.
+        start: Instant,
+        deadline: Instant,
+        max_secs: u64,
+        prefix: String,
+        /// The room (parlor) or channel (redis).
+        topic: String,
+        /// Clones of every socket, so that `fail` can unblock everything.
+        sockets: Mutex<Vec<TcpStream>>,
+        aborted: AtomicBool,
+        /// The first failure: what the run reports.
+        cause: Mutex<Option<String>>,
+        /// Progress, for the message of a run that fails part way.
+        acked: AtomicU64,
+        delivered: AtomicU64,
+    }
+
+    impl Load {
+        fn connect(&self) -> Result<TcpStream, String> {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let stream = TcpStream::connect_timeout(&self.addr, left.max(Duration::from_millis(1)))
+                .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+            stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(|e| format!("cannot set a read timeout: {e}"))?;
+            let clone = stream
+                .try_clone()
+                .map_err(|e| format!("cannot clone the socket: {e}"))?;
+            let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.aborted.load(Ordering::SeqCst) {
+                return Err("aborted".to_owned());
+            }
+            sockets.push(clone);
+            Ok(stream)
+        }
+
+        /// Records the first failure and stops everything: blocked reads and writes
+        /// return, the readers' loops end.
+        fn fail(&self, why: String) {
+            {
+                let mut cause = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
+                cause.get_or_insert(why);
+            }
+            let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+            self.aborted.store(true, Ordering::SeqCst);
+            for socket in sockets.iter() {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+
+        /// The first failure, with how far the load had got.
+        fn cause(&self) -> Option<String> {
+            let cause = self
+                .cause
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()?;
+            Some(format!(
+                "{cause} ({} of {} messages answered, {} of {} deliveries)",
+                self.acked.load(Ordering::SeqCst),
+                self.messages,
+                self.delivered.load(Ordering::SeqCst),
+                self.messages * self.subscribers as u64,
+            ))
+        }
+
+        fn micros_now(&self) -> u64 {
+            u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+        }
+    }
+
+    pub(super) fn run(args: &Args, addr: SocketAddr, proto: Proto) -> Result<(), String> {
+        if args.size < HEADER {
+            return Err(format!(
+                "--size must be at least {HEADER} in the fanout and redis modes"
+            ));
+        }
+        if args.readers == 0 {
+            return Err("--readers must be at least 1".to_owned());
+        }
+        if let Some(rate) = args.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err("--rate must be a positive number of messages per second".to_owned());
+        }
+        let start = Instant::now();
+        let prefix = run_prefix();
+        let load = Load {
+            proto,
+            addr,
+            subscribers: args.conns,
+            messages: args.messages,
+            size: args.size,
+            in_flight: args.in_flight.min(args.messages).max(1),
+            rate: args.rate,
+            start,
+            deadline: start + Duration::from_secs(args.max_secs),
+            max_secs: args.max_secs,
+            topic: format!("{prefix}fan"),
+            prefix,
+            sockets: Mutex::new(Vec::new()),
+            aborted: AtomicBool::new(false),
+            cause: Mutex::new(None),
+            acked: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+        };
+        thread::scope(|scope| {
+            let (done, watch) = mpsc::channel::<()>();
+            let load = &load;
+            scope.spawn(move || {
+                let left = load.deadline.saturating_duration_since(Instant::now());
+                if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(left) {
+                    load.fail(format!("exceeded --max-secs {}", load.max_secs));
+                }
+            });
+            let result = drive(load, args);
+            drop(done);
+            result.map_err(|e| load.cause().unwrap_or(e))
+        })
+    }
+
+    /// Sets up the publisher and every subscriber, then runs the load and reports.
+    fn drive(load: &Load, args: &Args) -> Result<(), String> {
+        let publisher = match load.proto {
+            Proto::Parlor => parlor_publisher(load),
+            Proto::Redis => load.connect().map(|stream| (stream, Vec::new())),
+        }
+        .map_err(|e| format!("publisher: {e}"))?;
+        let mut subs = setup_subscribers(load)?;
+        let (stream, mut rest) = publisher;
+        if load.proto == Proto::Parlor {
+            settle(load, &stream, &mut rest, &mut subs)?;
+        }
+        let publisher = (stream, rest);
+
+        let cpu_before = args.server_pid.map(server_cpu).transpose()?;
+        let load_start = Instant::now();
+        let mut groups: Vec<Vec<Sub>> = (0..args.readers).map(|_| Vec::new()).collect();
+        for (i, sub) in subs.into_iter().enumerate() {
+            groups[i % args.readers].push(sub);
+        }
+        let (reads, published) = thread::scope(|scope| {
+            let readers: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        let result = read_deliveries(load, group);
+                        if let Err(e) = &result {
+                            load.fail(e.clone());
+                        }
+                        result
+                    })
+                })
+                .collect();
+            let (stream, rest) = publisher;
+            let published = publish(load, stream, rest, load_start);
+            if let Err(e) = &published {
+                load.fail(format!("publisher: {e}"));
+            }
+            let reads: Vec<Result<ReadStats, String>> = readers
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| Err("reader thread panicked".to_owned()))
+                })
+                .collect();
+            (reads, published)
+        });
+        let cpu_after = args.server_pid.map(server_cpu).transpose()?;
+
+        let mut latency = new_histogram();
+        let (mut received, mut bytes) = (0, 0);
+        let mut finished = load_start;
+        let mut failure = None;
+        for read in reads {
+            match read {
+                Ok(stats) => {
+                    let _ = latency.add(&stats.latency);
+                    received += stats.received;
+                    bytes += stats.bytes;
+                    finished = finished.max(stats.finished);
+                }
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        let published = match published {
+            Ok(published) => Some(published),
+            Err(e) => {
+                failure = failure.or(Some(format!("publisher: {e}")));
+                None
+            }
+        };
+        let name = match load.proto {
+            Proto::Parlor => "fanout",
+            Proto::Redis => "redis",
+        };
+        let secs = finished.duration_since(load_start).as_secs_f64().max(1e-9);
+        let sent = published.as_ref().map_or(0, |p| p.acked);
+        println!(
+            "multi_client: mode={name} conns={} sent={sent} received={received} bytes={bytes} in {secs:.3} s",
+            load.subscribers
+        );
+        println!(
+            "multi_client: {:.0} sent/s, {:.0} received/s, {:.2} MB/s received",
+            sent as f64 / secs,
+            received as f64 / secs,
+            bytes as f64 / secs / 1e6,
+        );
+        if latency.is_empty() {
+            println!("multi_client: send to delivery latency: no samples");
+        } else {
+            println!(
+                "multi_client: send to delivery latency us: p50={} p99={} p999={} max={}",
+                latency.value_at_quantile(0.5),
+                latency.value_at_quantile(0.99),
+                latency.value_at_quantile(0.999),
+                latency.max(),
+            );
+        }
+        if let (Some(rate), Some(published)) = (load.rate, &published) {
+            let took = published
+                .last_write
+                .duration_since(load_start)
+                .as_secs_f64()
+                .max(1e-9);
+            // The first message is due at once: n messages span n - 1 intervals.
+            let achieved = load.messages.saturating_sub(1) as f64 / took;
+            println!(
+                "multi_client: publisher rate target={rate:.0}/s achieved={achieved:.0}/s, behind schedule us: p50={} p99={} max={}",
+                published.lag.value_at_quantile(0.5),
+                published.lag.value_at_quantile(0.99),
+                published.lag.max(),
+            );
+        }
+        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+            report_cpu(before, after, received, "delivery");
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let expected = load.messages * load.subscribers as u64;
+        if received != expected {
+            return Err(format!("{received} of {expected} deliveries arrived"));
+        }
+        println!(
+            "multi_client: mode={name} conns={} deliveries={expected} ok",
+            load.subscribers
+        );
+        Ok(())
+    }
+
+    /// One subscriber connection.
+    struct Sub {
+        id: usize,
+        stream: TcpStream,
+        /// Bytes read but not yet parsed (the tail of a frame).
+        buf: Vec<u8>,
+        /// Index of the next message this subscriber must get.
+        next: u64,
+    }
+
+    fn setup_subscribers(load: &Load) -> Result<Vec<Sub>, String> {
+        let threads = SETUP_THREADS.min(load.subscribers).max(1);
+        let mut subs = thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (t..load.subscribers)
+                            .step_by(threads)
+                            .map(|id| {
+                                let stream = load.connect()?;
+                                let (stream, buf) = match load.proto {
+                                    Proto::Parlor => parlor_subscriber(load, id, stream),
+                                    Proto::Redis => redis_subscriber(load, stream),
+                                }
+                                .map_err(|e| format!("subscriber {id}: {e}"))?;
+                                Ok(Sub {
+                                    id,
+                                    stream,
+                                    buf,
+                                    next: 0,
+                                })
+                            })
+                            .collect::<Result<Vec<Sub>, String>>()
+                    })
+                })
+                .collect();
+            let mut subs = Vec::with_capacity(load.subscribers);
+            for handle in handles {
+                let part = handle
+                    .join()
+                    .unwrap_or_else(|_| Err("setup thread panicked".to_owned()));
+                match part {
+                    Ok(part) => subs.extend(part),
+                    Err(e) => {
+                        // Stops the other setup threads too.
+                        load.fail(e.clone());
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(subs)
+        })?;
+        subs.sort_by_key(|sub| sub.id);
+        Ok(subs)
+    }
+
+    /// Waits, before the load starts, until the `joined` events that setup caused
+    /// have all arrived and been read: every join tells each earlier member, K(K+1)/2
+    /// events over the publisher and K subscribers (some 40 MB for K = 1000). Left in
+    /// the sockets, they would be read, and flushed by the server, on the load's clock.
+    /// Stops early after a second with nothing arriving, for a server that sends fewer.
+    fn settle(
+        load: &Load,
+        publisher: &TcpStream,
+        rest: &mut Vec<u8>,
+        subs: &mut [Sub],
+    ) -> Result<(), String> {
+        let k = load.subscribers as u64;
+        let expected = k * (k + 1) / 2;
+        let mut seen = count_joined(rest)?;
+        for sub in subs.iter_mut() {
+            seen +=
+                count_joined(&mut sub.buf).map_err(|e| format!("subscriber {}: {e}", sub.id))?;
+        }
+        let poller = Poller::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+        // The buffers apart from the sockets, so that both can be borrowed at once.
+        let mut bufs: Vec<Vec<u8>> = subs
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.buf))
+            .collect();
+        // Key 0 is the publisher, key i the subscriber subs[i - 1].
+        let streams: Vec<&TcpStream> = std::iter::once(publisher)
+            .chain(subs.iter().map(|sub| &sub.stream))
+            .collect();
+        let mut added = 0;
+        let mut result = Ok(());
+        for (key, stream) in streams.iter().enumerate() {
+            let ready = stream
+                .set_nonblocking(true)
+                // SAFETY: every socket added here is deleted below, before this
+                // function returns; the sockets outlive it.
+                .and_then(|()| unsafe {
+                    poller.add_with_mode(*stream, Event::readable(key), PollMode::Level)
+                });
+            if let Err(e) = ready {
+                result = Err(format!("cannot poll a socket: {e}"));
+                break;
+            }
+            added += 1;
+        }
+        if result.is_ok() {
+            let mut events = Events::new();
+            let mut chunk = vec![0; 64 << 10];
+            let mut last_news = Instant::now();
+            while seen < expected && last_news.elapsed() < Duration::from_secs(1) {
+                if Instant::now() >= load.deadline {
+                    result = Err(format!(
+                        "exceeded --max-secs {} waiting for the join events",
+                        load.max_secs
+                    ));
+                    break;
+                }
+                events.clear();
+                if let Err(e) = poller.wait(&mut events, Some(Duration::from_millis(100)))
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
+                    result = Err(format!("polling: {e}"));
+                    break;
+                }
+                for event in events.iter() {
+                    let mut stream = streams[event.key];
+                    let buf = match event.key {
+                        0 => &mut *rest,
+                        key => &mut bufs[key - 1],
+                    };
+                    match stream.read(&mut chunk) {
+                        Ok(0) => result = Err("the server closed a connection".to_owned()),
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            match count_joined(buf) {
+                                Ok(n) => seen += n,
+                                Err(e) => result = Err(e),
+                            }
+                            last_news = Instant::now();
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(e) => result = Err(format!("reading: {e}")),
+                    }
+                }
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        for stream in &streams[..added] {
+            let _ = poller.delete(*stream);
+        }
+        drop(streams);
+        for (sub, buf) in subs.iter_mut().zip(bufs) {
+            sub.buf = buf;
+        }
+        result?;
+        if seen < expected {
+            eprintln!(
+                "multi_client: note: {seen} of the {expected} join events expected came before \
+                 the load started"
+            );
+        }
+        // The publisher's answer reader blocks (with the deadline as its timeout).
+        publisher
+            .set_nonblocking(false)
+            .map_err(|e| format!("cannot make the publisher's socket blocking: {e}"))
+    }
+
+    /// Consumes the whole lines in `buf`, which must be `joined` events; returns how many.
+    fn count_joined(buf: &mut Vec<u8>) -> Result<u64, String> {
+        let mut used = 0;
+        let mut joined = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[used..]) {
+            let line = &buf[used..used + nl];
+            if memmem::find(line, b"\"event\":\"joined\"").is_none() {
+                return Err(format!(
+                    "unexpected frame before the load: {:?}",
+                    String::from_utf8_lossy(line)
+                ));
+            }
+            joined += 1;
+            used += nl + 1;
+        }
+        buf.drain(..used);
+        Ok(joined)
+    }
+
+    /// Reads from `stream` until `buf` holds a whole line; returns it (without the
+    /// newline) and leaves the rest in `buf`.
+    fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+        loop {
+            if let Some(nl) = memchr::memchr(b'\n', buf) {
+                let mut line: Vec<u8> = buf.drain(..=nl).collect();
+                line.pop();
+                return Ok(line);
+            }
+            fill_from(stream, buf)?;
+        }
+    }
+
+    /// One blocking read appended to `buf`.
+    fn fill_from(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+        let mut chunk = [0; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => Err("the server closed the connection".to_owned()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("reading: {e}")),
+        }
+    }
+
+    /// Sends parlor requests (pipelined) and checks that each is answered `ok`,
+    /// skipping events; returns what was read beyond the last answer.
+    fn parlor_requests(
+        stream: &mut TcpStream,
+        requests: &[(&str, String)],
+    ) -> Result<Vec<u8>, String> {
+        let mut out = String::new();
+        for (_, request) in requests {
+            out.push_str(request);
+            out.push('\n');
+        }
+        stream
+            .write_all(out.as_bytes())
+            .map_err(|e| format!("sending requests: {e}"))?;
+        let mut buf = Vec::new();
+        for (op, _) in requests {
+            let line = loop {
+                let line = read_line(stream, &mut buf)?;
+                if memmem::find(&line, b"\"ok\":").is_some() {
+                    break line;
+                }
+                // Events (members joining) are skipped; anything else is not parlor.
+                if memmem::find(&line, b"\"event\":").is_none()
+                    || memmem::find(&line, b"\"event\":\"closing\"").is_some()
+                {
+                    return Err(format!(
+                        "{op}: unexpected answer {:?}",
+                        String::from_utf8_lossy(&line)
+                    ));
+                }
+            };
+            if memmem::find(&line, b"\"ok\":true").is_none() {
+                return Err(format!("{op}: {}", String::from_utf8_lossy(&line)));
+            }
+        }
+        Ok(buf)
+    }
+
+    fn login_requests(user: &str) -> [(&'static str, String); 2] {
+        [
+            (
+                "signup",
+                format!(r#"{{"op":"signup","user":"{user}","password":"{PASSWORD}"}}"#),
+            ),
+            (
+                "login",
+                format!(r#"{{"op":"login","user":"{user}","password":"{PASSWORD}"}}"#),
+            ),
+        ]
+    }
+
+    /// The parlor publisher: a user who creates the room.
+    fn parlor_publisher(load: &Load) -> Result<(TcpStream, Vec<u8>), String> {
+        let mut stream = load.connect()?;
+        let [signup, login] = login_requests(&format!("{}p", load.prefix));
+        let create = (
+            "create",
+            format!(r#"{{"op":"create","room":"{}"}}"#, load.topic),
+        );
+        let rest = parlor_requests(&mut stream, &[signup, login, create])?;
+        Ok((stream, rest))
+    }
+
+    /// A parlor subscriber: a user who joins the room and then only listens.
+    fn parlor_subscriber(
+        load: &Load,
+        id: usize,
+        mut stream: TcpStream,
+    ) -> Result<(TcpStream, Vec<u8>), String> {
+        let [signup, login] = login_requests(&format!("{}s{id}", load.prefix));
+        let join = (
+            "join",
+            format!(r#"{{"op":"join","room":"{}"}}"#, load.topic),
+        );
+        let rest = parlor_requests(&mut stream, &[signup, login, join])?;
+        Ok((stream, rest))
+    }
+
+    /// A redis subscriber: SUBSCRIBE, and its confirmation.
+    fn redis_subscriber(
+        load: &Load,
+        mut stream: TcpStream,
+    ) -> Result<(TcpStream, Vec<u8>), String> {
+        let mut command = Vec::new();
+        resp_command(&mut command, &[b"SUBSCRIBE", load.topic.as_bytes()]);
+        stream
+            .write_all(&command)
+            .map_err(|e| format!("sending SUBSCRIBE: {e}"))?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some((frame, used)) = resp_frame(&buf)? {
+                let confirmed = frame.len == 3
+                    && frame.items[0] == Resp::Bulk(b"subscribe")
+                    && frame.items[1] == Resp::Bulk(load.topic.as_bytes())
+                    && frame.items[2] == Resp::Int(1);
+                if !confirmed {
+                    return Err(format!(
+                        "unexpected answer to SUBSCRIBE: {:?}",
+                        String::from_utf8_lossy(&buf[..used])
+                    ));
+                }
+                buf.drain(..used);
+                return Ok((stream, buf));
+            }
+            fill_from(&mut stream, &mut buf)?;
+        }
+    }
+
+    /// A RESP command: an array of bulk strings.
+    fn resp_command(out: &mut Vec<u8>, parts: &[&[u8]]) {
+        out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+        for part in parts {
+            out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// One RESP value; an array is only its length (its elements follow).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Resp<'a> {
+        Simple(&'a [u8]),
+        Error(&'a [u8]),
+        Int(i64),
+        Bulk(&'a [u8]),
+        Nil,
+        Array(usize),
+    }
+
+    /// A RESP frame: a scalar, or an array of at most four scalars (all pub/sub needs).
+    struct RespFrame<'a> {
+        top: Resp<'a>,
+        items: [Resp<'a>; 4],
+        len: usize,
+    }
+
+    fn resp_int(text: &[u8]) -> Result<i64, String> {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| format!("bad RESP integer {:?}", String::from_utf8_lossy(text)))
+    }
+
+    /// The RESP value at the start of `buf` and its length; `None` if incomplete.
+    fn resp_value(buf: &[u8]) -> Result<Option<(Resp<'_>, usize)>, String> {
+        let Some(nl) = memchr::memchr(b'\n', buf) else {
+            return Ok(None);
+        };
+        if nl < 2 || buf[nl - 1] != b'\r' {
+            return Err(format!(
+                "bad RESP line {:?}",
+                String::from_utf8_lossy(&buf[..nl])
+            ));
+        }
+        let line = &buf[1..nl - 1];
+        let used = nl + 1;
+        let value = match buf[0] {
+            b'+' => Resp::Simple(line),
+            b'-' => Resp::Error(line),
+            b':' => Resp::Int(resp_int(line)?),
+            b'*' => match resp_int(line)? {
+                n if n < 0 => Resp::Nil,
+                n => Resp::Array(n as usize),
+            },
+            b'$' => {
+                let len = resp_int(line)?;
+                if len < 0 {
+                    return Ok(Some((Resp::Nil, used)));
+                }
+                let end = used + len as usize;
+                if buf.len() < end + 2 {
+                    return Ok(None);
+                }
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err("a RESP bulk string overruns its length".to_owned());
+                }
+                return Ok(Some((Resp::Bulk(&buf[used..end]), end + 2)));
+            }
+            other => return Err(format!("unknown RESP type byte {other:#04x}")),
+        };
+        Ok(Some((value, used)))
+    }
+
+    fn resp_frame(buf: &[u8]) -> Result<Option<(RespFrame<'_>, usize)>, String> {
+        let Some((top, mut used)) = resp_value(buf)? else {
+            return Ok(None);
+        };
+        let mut frame = RespFrame {
+            top,
+            items: [Resp::Nil; 4],
+            len: 0,
+        };
+        if let Resp::Array(n) = top {
+            if n > frame.items.len() {
+                return Err(format!("unexpected RESP array of {n}"));
+            }
+            for item in frame.items.iter_mut().take(n) {
+                let Some((value, len)) = resp_value(&buf[used..])? else {
+                    return Ok(None);
+                };
+                if let Resp::Array(_) = value {
+                    return Err("unexpected nested RESP array".to_owned());
+                }
+                *item = value;
+                used += len;
+            }
+            frame.len = n;
+        }
+        Ok(Some((frame, used)))
+    }
+
+    /// Writes message `index` into `payload`: the header, then letters that depend on
+    /// the index, so that a change in transit shows. Only `[0-9a-z ]`: the same bytes
+    /// are a JSON string without escapes and a RESP bulk string.
+    fn fill_payload(payload: &mut [u8], sent_micros: u64, index: u64) {
+        let mut header = &mut payload[..HEADER];
+        let _ = write!(header, "{sent_micros:016x} {index:016x} ");
+        for (j, byte) in payload.iter_mut().enumerate().skip(HEADER) {
+            *byte = b'a' + ((index as usize + j) % 26) as u8;
+        }
+    }
+
+    /// The send time and index of a payload, if it is intact.
+    fn check_payload(payload: &[u8], size: usize) -> Option<(u64, u64)> {
+        if payload.len() != size || payload[16] != b' ' || payload[33] != b' ' {
+            return None;
+        }
+        let hex = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+        };
+        let sent = hex(&payload[..16])?;
+        let index = hex(&payload[17..33])?;
+        let intact = payload
+            .iter()
+            .enumerate()
+            .skip(HEADER)
+            .all(|(j, &byte)| byte == b'a' + ((index as usize + j) % 26) as u8);
+        intact.then_some((sent, index))
+    }
+
+    /// What the publisher did.
+    struct Published {
+        acked: u64,
+        /// How late each send was against the `--rate` schedule, microseconds.
+        lag: Histogram<u64>,
+        last_write: Instant,
+    }
+
+    /// Sends every message, at most `in_flight` unanswered (a second thread reads the
+    /// answers), paced to `--rate` if given.
+    fn publish(
+        load: &Load,
+        stream: TcpStream,
+        rest: Vec<u8>,
+        start: Instant,
+    ) -> Result<Published, String> {
+        let mut writer = stream;
+        let mut reader = writer
+            .try_clone()
+            .map_err(|e| format!("cannot clone the socket: {e}"))?;
+        // A token per message sent and not yet answered: the channel's bound is the
+        // in-flight limit.
+        let (window, answered) = mpsc::sync_channel::<()>(load.in_flight as usize);
+        thread::scope(|scope| {
+            let acks = scope.spawn(move || {
+                let result = read_acks(load, &mut reader, rest, answered);
+                if let Err(e) = &result {
+                    load.fail(format!("publisher: {e}"));
+                }
+                result
+            });
+            let mut lag = new_histogram();
+            let mut payload = vec![0; load.size];
+            let mut frame = Vec::with_capacity(load.size + 128);
+            let mut last_write = start;
+            for index in 0..load.messages {
+                let due = load
+                    .rate
+                    .map(|rate| start + Duration::from_secs_f64(index as f64 / rate));
+                if let Some(due) = due {
+                    let now = Instant::now();
+                    if due > now {
+                        thread::sleep(due - now);
+                    }
+                }
+                if window.send(()).is_err() {
+                    break; // the answer reader failed; its error is the cause
+                }
+                let now = Instant::now();
+                if let Some(due) = due {
+                    let late = now.saturating_duration_since(due).as_micros();
+                    lag.saturating_record(u64::try_from(late).unwrap_or(u64::MAX));
+                }
+                let sent =
+                    u64::try_from(now.duration_since(load.start).as_micros()).unwrap_or(u64::MAX);
+                fill_payload(&mut payload, sent, index);
+                frame.clear();
+                match load.proto {
+                    Proto::Parlor => {
+                        frame.extend_from_slice(br#"{"op":"send","room":""#);
+                        frame.extend_from_slice(load.topic.as_bytes());
+                        frame.extend_from_slice(br#"","text":""#);
+                        frame.extend_from_slice(&payload);
+                        frame.extend_from_slice(b"\"}\n");
+                    }
+                    Proto::Redis => {
+                        resp_command(&mut frame, &[b"PUBLISH", load.topic.as_bytes(), &payload]);
+                    }
+                }
+                if let Err(e) = writer.write_all(&frame) {
+                    load.fail(format!("publisher: sending message {index}: {e}"));
+                    break;
+                }
+                last_write = Instant::now();
+            }
+            let acked = acks
+                .join()
+                .unwrap_or_else(|_| Err("answer reader panicked".to_owned()))?;
+            Ok(Published {
+                acked,
+                lag,
+                last_write,
+            })
+        })
+    }
+
+    /// Reads the publisher's answers: `ok` for a parlor `send` (events are skipped),
+    /// the receiver count for a PUBLISH, which must be every subscriber.
+    fn read_acks(
+        load: &Load,
+        reader: &mut TcpStream,
+        mut buf: Vec<u8>,
+        answered: mpsc::Receiver<()>,
+    ) -> Result<u64, String> {
+        let mut acked = 0;
+        let mut chunk = vec![0; 64 << 10];
+        while acked < load.messages {
+            let mut used = 0;
+            loop {
+                let rest = &buf[used..];
+                let (is_ack, len) = match load.proto {
+                    Proto::Parlor => {
+                        let Some(nl) = memchr::memchr(b'\n', rest) else {
+                            break;
+                        };
+                        let line = &rest[..nl];
+                        if memmem::find(line, b"\"ok\":true").is_some() {
+                            (true, nl + 1)
+                        } else if memmem::find(line, b"\"ok\":").is_some()
+                            || memmem::find(line, b"\"event\":\"closing\"").is_some()
+                        {
+                            return Err(format!(
+                                "message {acked}: {}",
+                                String::from_utf8_lossy(line)
+                            ));
+                        } else {
+                            (false, nl + 1)
+                        }
+                    }
+                    Proto::Redis => {
+                        let Some((frame, len)) = resp_frame(rest)? else {
+                            break;
+                        };
+                        match frame.top {
+                            Resp::Int(n) if n == load.subscribers as i64 => (true, len),
+                            Resp::Int(n) => {
+                                return Err(format!(
+                                    "message {acked} reached {n} of {} subscribers",
+                                    load.subscribers
+                                ));
+                            }
+                            _ => {
+                                return Err(format!(
+                                    "unexpected answer to PUBLISH: {:?}",
+                                    String::from_utf8_lossy(&rest[..len])
+                                ));
+                            }
+                        }
+                    }
+                };
+                used += len;
+                if is_ack {
+                    if answered.try_recv().is_err() {
+                        return Err("an answer to a message not sent".to_owned());
+                    }
+                    acked += 1;
+                    load.acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            buf.drain(..used);
+            if acked == load.messages {
+                break;
+            }
+            match reader.read(&mut chunk) {
+                Ok(0) => return Err(format!("closed after {acked} answers")),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading answers after {acked}: {e}")),
+            }
+        }
+        Ok(acked)
+    }
+
+    /// What one reader thread got.
+    struct ReadStats {
+        latency: Histogram<u64>,
+        received: u64,
+        bytes: u64,
+        /// When its last subscriber had every message.
+        finished: Instant,
+    }
+
+    /// Reads the subscribers in `subs` until each has every message, checking each
+    /// delivery (intact, in order, none twice) and recording its latency.
+    fn read_deliveries(load: &Load, mut subs: Vec<Sub>) -> Result<ReadStats, String> {
+        let poller = Poller::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+        let mut stats = ReadStats {
+            latency: new_histogram(),
+            received: 0,
+            bytes: 0,
+            finished: Instant::now(),
+        };
+        let mut added = 0;
+        let mut result = Ok(());
+        for (key, sub) in subs.iter().enumerate() {
+            let ready = sub
+                .stream
+                .set_nonblocking(true)
+                // SAFETY: every socket added here is deleted below, before `subs` (which
+                // owns it) is dropped.
+                .and_then(|()| unsafe {
+                    poller.add_with_mode(&sub.stream, Event::readable(key), PollMode::Level)
+                });
+            if let Err(e) = ready {
+                result = Err(format!("cannot poll subscriber {}: {e}", sub.id));
+                break;
+            }
+            added += 1;
+        }
+        if result.is_ok() {
+            result = poll_loop(load, &poller, &mut subs, &mut stats);
+        }
+        for sub in &subs[..added] {
+            let _ = poller.delete(&sub.stream);
+        }
+        result.map(|()| stats)
+    }
+
+    fn poll_loop(
+        load: &Load,
+        poller: &Poller,
+        subs: &mut [Sub],
+        stats: &mut ReadStats,
+    ) -> Result<(), String> {
+        let mut remaining = subs.len();
+        if load.messages == 0 {
+            remaining = 0;
+        }
+        // What setup read beyond its answers (events such as `joined`).
+        for sub in subs.iter_mut() {
+            let buf = std::mem::take(&mut sub.buf);
+            let used = take_frames(load, &buf, sub, 0, stats)?;
+            sub.buf = buf[used..].to_vec();
+        }
+        let mut events = Events::new();
+        let mut chunk = vec![0; 64 << 10];
+        while remaining > 0 {
+            if load.aborted.load(Ordering::SeqCst) {
+                return Err("aborted".to_owned());
+            }
+            let left = load.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("exceeded --max-secs {}", load.max_secs));
+            }
+            events.clear();
+            match poller.wait(&mut events, Some(left.min(Duration::from_millis(100)))) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("polling: {e}")),
+            }
+            for event in events.iter() {
+                let sub = &mut subs[event.key];
+                let n = match sub.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        return Err(format!(
+                            "subscriber {}: the server closed the connection after {} messages",
+                            sub.id, sub.next
+                        ));
+                    }
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(format!("subscriber {}: reading: {e}", sub.id)),
+                };
+                let now = load.micros_now();
+                let had = sub.next;
+                let received = stats.received;
+                if sub.buf.is_empty() {
+                    let used = take_frames(load, &chunk[..n], sub, now, stats)?;
+                    sub.buf.extend_from_slice(&chunk[used..n]);
+                } else {
+                    let mut buf = std::mem::take(&mut sub.buf);
+                    buf.extend_from_slice(&chunk[..n]);
+                    let used = take_frames(load, &buf, sub, now, stats)?;
+                    buf.drain(..used);
+                    sub.buf = buf;
+                }
+                if had < load.messages && sub.next == load.messages {
+                    remaining -= 1;
+                }
+                load.delivered
+                    .fetch_add(stats.received - received, Ordering::Relaxed);
+            }
+        }
+        stats.finished = Instant::now();
+        Ok(())
+    }
+
+    /// Takes every whole frame at the start of `data` for `sub`; returns the bytes used.
+    fn take_frames(
+        load: &Load,
+        data: &[u8],
+        sub: &mut Sub,
+        now: u64,
+        stats: &mut ReadStats,
+    ) -> Result<usize, String> {
+        let mut used = 0;
+        loop {
+            let rest = &data[used..];
+            let (payload, len) = match load.proto {
+                Proto::Parlor => {
+                    let Some(nl) = memchr::memchr(b'\n', rest) else {
+                        break;
+                    };
+                    let line = &rest[..nl];
+                    let payload = if memmem::find(line, b"\"event\":\"message\"").is_some() {
+                        memmem::find(line, b"\"text\":\"").and_then(|at| {
+                            let text = &line[at + 8..];
+                            memchr::memchr(b'"', text).map(|end| &text[..end])
+                        })
+                    } else if memmem::find(line, b"\"event\":\"closing\"").is_some()
+                        || memmem::find(line, b"\"ok\":").is_some()
+                    {
+                        return Err(format!(
+                            "subscriber {}: {}",
+                            sub.id,
+                            String::from_utf8_lossy(line)
+                        ));
+                    } else {
+                        // Other events: members joining, for instance.
+                        used += nl + 1;
+                        continue;
+                    };
+                    (payload, nl + 1)
+                }
+                Proto::Redis => {
+                    let Some((frame, len)) = resp_frame(rest)? else {
+                        break;
+                    };
+                    let payload = match frame.items {
+                        [
+                            Resp::Bulk(b"message"),
+                            Resp::Bulk(topic),
+                            Resp::Bulk(payload),
+                            _,
+                        ] if frame.len == 3 && topic == load.topic.as_bytes() => Some(payload),
+                        _ => None,
+                    };
+                    (payload, len)
+                }
+            };
+            let frame = &rest[..len];
+            let bad = |why: &str| {
+                format!(
+                    "subscriber {}: {why}: {:?}",
+                    sub.id,
+                    String::from_utf8_lossy(frame)
+                )
+            };
+            let payload = payload.ok_or_else(|| bad("unexpected frame"))?;
+            let (sent, index) =
+                check_payload(payload, load.size).ok_or_else(|| bad("damaged payload"))?;
+            if index != sub.next || index >= load.messages {
+                return Err(bad(&format!("expected message {}", sub.next)));
+            }
+            sub.next += 1;
+            stats.received += 1;
+            stats.bytes += payload.len() as u64;
+            stats
+                .latency
+                .saturating_record(now.saturating_sub(sent).max(1));
+            used += len;
+        }
+        Ok(used)
+    }
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# parlor against redis-server pub/sub on this machine, same load, same client code
+# (examples/multi_client.rs, modes fanout and redis): K subscribers on one room or
+# channel, one publisher, 128-byte payloads, K = 100 and 1000. Loads for each K:
+#   max        as fast as the publisher goes with $DEPTH sends/PUBLISHes unanswered;
+#   rate500k   the publisher paced to 500 000 deliveries/s (500000/K messages/s), and
+#              likewise for every other rate in $RATES.
+# Reports deliveries/s, send-to-delivery latency (p50/p99/p999), the server's CPU time
+# per delivery (utime+stime from /proc/PID/stat over the load only), and parlor/redis.
+# Each run gets a fresh server; parlor and redis alternate (which goes first flips
+# every round), ROUNDS times each.
+#
+# Usage: benches/vs_redis.sh [ROUNDS] [OUT.csv]     (defaults: 3, benches/results/vs_redis.csv)
+# Env:   RATES (deliveries/s, "500000"), MESSAGES_MAX_100 (20000), MESSAGES_MAX_1000 (2000),
+#        RATE_SECS (3: how long a paced run lasts), DEPTH (16),
+#        RATE_DEPTH (64), READERS (1), PARLOR_PORT (7981), REDIS_PORT (6399),
+#        PARLOR_COMMIT (default: git rev-parse --short HEAD).
+# Needs redis-server (it installs nothing) and python3 (standard library only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "vs_redis.sh: redis-server not found; it is needed for the comparison." >&2
+  echo "  On Debian or Ubuntu: sudo apt-get install redis-server" >&2
+  echo "  (only the binary is used: this script starts its own server on 127.0.0.1)" >&2
+  exit 2
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "vs_redis.sh: python3 not found (used to summarise the results)" >&2
+  exit 2
+fi
+
+rounds=${1:-3}
+out=${2:-benches/results/vs_redis.csv}
+depth=${DEPTH:-16}
+rate_depth=${RATE_DEPTH:-64}
+readers=${READERS:-1}
+rate_secs=${RATE_SECS:-3}
+pport=${PARLOR_PORT:-7981}
+rport=${REDIS_PORT:-6399}
+rates=${RATES:-500000}
+commit=${PARLOR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+
+cargo build --release --quiet --bin parlor --example multi_client
+# The per-connection frame-rate limit (default 1000 frames/s) would answer the load's
+# senders `rate_limited`: this measures throughput, so it is off where it exists.
+limits=()
+if ./target/release/parlor serve --help 2>&1 | grep -q -- --max-frame-rate; then
+  limits=(--max-frame-rate 0)
+fi
+mc=./target/release/examples/multi_client
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$pport" "$rport"; do
+  if port_busy "$port"; then echo "vs_redis.sh: port $port is in use; set PARLOR_PORT/REDIS_PORT" >&2; exit 1; fi
+done
+
+start_server() { # parlor|redis
+  case $1 in
+    parlor) ./target/release/parlor serve --addr "127.0.0.1:$pport" --in-memory --bcrypt-cost 4 \
+              "${limits[@]}" 2>"$work/parlor.log" & ;;
+    redis) redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+              --dir "$work" >"$work/redis.log" 2>&1 & ;;
+  esac
+  server_pid=$!
+  local port=$pport; [ "$1" = redis ] && port=$rport
+  for _ in $(seq 100); do port_busy "$port" && return 0; sleep 0.05; done
+  echo "vs_redis.sh: $1 did not start; its log:" >&2; cat "$work/$1.log" >&2; exit 1
+}
+
+stop_server() {
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+}
+
+mkdir -p "$(dirname "$out")"
+echo "date,commit,round,server,subscribers,load,deliveries_per_s,p50_us,p99_us,p999_us,server_cpu_ns_per_delivery,target_msgs_per_s,achieved_msgs_per_s,client_cpu_s,loadavg" >"$out"
+
+run() { # round server K load
+  local round=$1 server=$2 k=$3 load=$4 mode=fanout port=$pport args
+  [ "$server" = redis ] && { mode=redis; port=$rport; }
+  local rate=
+  if [ "$load" = max ]; then
+    local m=${MESSAGES_MAX_100:-20000}; [ "$k" = 1000 ] && m=${MESSAGES_MAX_1000:-2000}
+    args=(-m "$m" -d "$depth")
+  else
+    local per_s=${load#rate}
+    rate=$((${per_s%k} * 1000 / k))
+    args=(-m $((rate * rate_secs)) -d "$rate_depth" --rate "$rate")
+  fi
+  start_server "$server"
+  local text
+  if ! text=$("$mc" --addr "127.0.0.1:$port" --mode "$mode" -n "$k" -s 128 --readers "$readers" \
+      "${args[@]}" --server-pid "$server_pid" --max-secs 120 2>&1); then
+    echo "$text" >&2; echo "vs_redis.sh: $server K=$k $load failed" >&2; exit 1
+  fi
+  stop_server
+  local client got p50 p99 p999 cpu achieved loadavg
+  got=$(sed -n 's/.*sent\/s, \([0-9]*\) received\/s.*/\1/p' <<<"$text")
+  p50=$(sed -n 's/.*latency us: p50=\([0-9]*\).*/\1/p' <<<"$text")
+  p99=$(sed -n 's/.* p99=\([0-9]*\) p999.*/\1/p' <<<"$text")
+  p999=$(sed -n 's/.* p999=\([0-9]*\) max.*/\1/p' <<<"$text")
+  cpu=$(sed -n 's/.*server cpu [0-9.]* s, \([0-9]*\) ns per.*/\1/p' <<<"$text")
+  achieved=$(sed -n 's/.*achieved=\([0-9]*\)\/s.*/\1/p' <<<"$text")
+  client=$(sed -n 's/.*client cpu \([0-9.]*\) s.*/\1/p' <<<"$text")
+  loadavg=$(cut -d' ' -f1 /proc/loadavg)
+  echo "$(date -u +%FT%TZ),$commit,$round,$server,$k,$load,$got,$p50,$p99,$p999,$cpu,$rate,$achieved,$client,$loadavg" >>"$out"
+  printf '%-6s K=%-4s %-4s %8s deliveries/s  p99 %8s us  %5s ns cpu/delivery%s  (load %s)\n' \
+    "$server" "$k" "$load" "$got" "$p99" "$cpu" "${achieved:+  rate $achieved/$rate msg/s}" "$loadavg"
+}
+
+for round in $(seq "$rounds"); do
+  order="parlor redis"; [ $((round % 2)) = 0 ] && order="redis parlor"
+  for k in 100 1000; do
+    for load in max $(for r in $rates; do echo "rate$((r / 1000))k"; done); do
+      for server in $order; do run "$round" "$server" "$k" "$load"; done
+    done
+  done
+done
+echo
+python3 benches/summarize.py vs_redis "$out"
