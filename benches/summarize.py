@@ -65,6 +65,25 @@ def loadavg_note(rows):
     )
 
 
+def ratios_to_one_worker(rows, key, title):
+    """Throughput with N workers over throughput with 1, within each run (or round):
+    conditions drift less within a run than across runs."""
+    print(f"\n{title}: throughput relative to 1 worker, per {key} (median, min-max):\n")
+    print("| load | " + " | ".join(f"{w} workers" for w in POOLS[1:]) + " |")
+    print("|---|" + "---:|" * (len(POOLS) - 1))
+    for load in LOADS:
+        by_run = defaultdict(dict)
+        for r in rows:
+            if r["load"] == load and r["per_s"]:
+                by_run[r[key]][int(r["workers"])] = float(r["per_s"])
+        cells = []
+        for w in POOLS[1:]:
+            ratios = [v[w] / v[1] for v in by_run.values() if w in v and v.get(1)]
+            s = stats(ratios)
+            cells.append(f"{s[0]:.2f} ({s[1]:.2f}-{s[2]:.2f})" if s else "-")
+        print(f"| {load} | " + " | ".join(cells) + " |")
+
+
 def pool_sizes_mc(rows):
     print("multi_client against `parlor serve --workers N` (median, range, ± half the spread):\n")
     print("| load | workers | throughput | p50 latency us | p99 latency us | server CPU ns each |")
@@ -83,6 +102,7 @@ def pool_sizes_mc(rows):
     print(f"\nUnits: {', '.join(f'{k}: {v}' for k, v in UNITS.items())}. "
           f"Runs per cell: {max(len([r for r in rows if r['load'] == l and int(r['workers']) == w]) for l in LOADS for w in POOLS)}.")
     print(loadavg_note(rows))
+    ratios_to_one_worker(rows, "round", "multi_client")
 
 
 def criterion(rows):
@@ -97,6 +117,7 @@ def criterion(rows):
         print(f"| {load} ({UNITS[load]}) | " + " | ".join(cells) + " |")
     print(f"\nRuns: {len(set(r['run'] for r in rows))}.")
     print(loadavg_note(rows))
+    ratios_to_one_worker(rows, "run", "criterion")
 
 
 def load_order(load):
