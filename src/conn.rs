@@ -131,6 +131,16 @@ pub(crate) enum Pushed {
     Dropped,
 }
 
+/// What one read from a connection got.
+pub(crate) struct Received {
+    /// Bytes added to the inbound buffer; 0 at the end of the stream.
+    pub(crate) bytes: usize,
+    /// The socket gave less than there was room for, so it held nothing more just
+    /// then: reading again would only cost a `WouldBlock` syscall, and the re-armed
+    /// poller reports anything that arrives since.
+    pub(crate) drained: bool,
+}
+
 /// Bytes received and not yet consumed by the service.
 ///
 /// Allocated on demand and freed when empty at the end of a job, so idle connections
@@ -162,12 +172,13 @@ impl InBuf {
 
     /// Reads once with `read` into free space, growing the buffer up to `limit` bytes
     /// of unconsumed data (the caller consumes before the limit is reached, so a read
-    /// always has room).
+    /// always has room). Returns the bytes read and whether that was less than the
+    /// room offered.
     fn read_with(
         &mut self,
         limit: usize,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-    ) -> io::Result<usize> {
+    ) -> io::Result<(usize, bool)> {
         if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -177,9 +188,10 @@ impl InBuf {
             let want = (self.buf.len() * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
             self.buf.resize(want.max(self.end + 1), 0);
         }
+        let room = self.buf.len() - self.end;
         let n = read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n < room))
     }
 
     /// Frees the buffer if nothing is left in it, so idle connections hold none.
@@ -374,13 +386,16 @@ impl<S: Service> Conn<S> {
                 scratch.clear();
                 scratch.extend(out.queue.iter().take(MAX_IOV).cloned());
             }
+            let mut offered = 0;
             let result = {
                 let mut slices: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
                 for (slot, frame) in slices.iter_mut().zip(scratch.iter()) {
                     *slot = IoSlice::new(frame);
+                    offered += frame.len();
                 }
                 if let Some(head) = scratch.first() {
                     slices[0] = IoSlice::new(&head[head_written..]);
+                    offered -= head_written;
                 }
                 self.write_out(&slices[..scratch.len()])
             };
@@ -415,6 +430,13 @@ impl<S: Service> Conn<S> {
                     }
                     if let Some(reason) = drained_close {
                         self.request_close(reason);
+                        return;
+                    }
+                    // A plain socket that took less than offered is full: another
+                    // write now would only return `WouldBlock`. (rustls takes less when
+                    // its own buffer is full, which says nothing about the socket.)
+                    if written < offered && self.tls.is_none() {
+                        self.want_write();
                         return;
                     }
                 }
@@ -621,17 +643,22 @@ impl<S: Service> Conn<S> {
     }
 
     /// Reads once into the inbound buffer.
-    pub(crate) fn read_into(&self, inbuf: &mut InBuf, limit: usize) -> io::Result<usize> {
-        let n = match &self.tls {
+    pub(crate) fn read_into(&self, inbuf: &mut InBuf, limit: usize) -> io::Result<Received> {
+        let (n, drained) = match &self.tls {
             None => inbuf.read_with(limit, |buf| (&self.socket).read(buf))?,
-            Some(tls) => inbuf.read_with(limit, |buf| self.read_tls(&mut tls.lock(), buf))?,
+            // rustls hands out one record's plaintext at a time: a short read says
+            // nothing about the socket.
+            Some(tls) => {
+                let (n, _) = inbuf.read_with(limit, |buf| self.read_tls(&mut tls.lock(), buf))?;
+                (n, false)
+            }
         };
         if n > 0 {
             self.reactor.metrics.bytes_in.add(n as u64);
             self.last_input
                 .store(self.reactor.now_ms(), Ordering::Relaxed);
         }
-        Ok(n)
+        Ok(Received { bytes: n, drained })
     }
 
     /// Reads plaintext through TLS: what rustls has decrypted already, else more

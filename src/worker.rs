@@ -125,12 +125,13 @@ fn read<S: Service>(
             return false;
         }
         match conn.read_into(&mut io.inbuf, limit) {
-            Ok(0) => {
+            Ok(got) if got.bytes == 0 => {
                 // The partial frame in the buffer is dropped; what was answered is sent.
                 conn.close_when_drained(CloseReason::Eof, None);
                 return false;
             }
-            Ok(_) => match service.input(conn, io, flusher) {
+            Ok(got) => match service.input(conn, io, flusher) {
+                Flow::Continue if got.drained => return false,
                 Flow::Continue => {}
                 Flow::Park => {
                     conn.set_parked(true);
