@@ -4,6 +4,7 @@
     python3 benches/summarize.py pool_sizes_mc benches/results/pool_sizes_mc.csv
     python3 benches/summarize.py criterion     benches/results/pool_sizes_criterion.csv
     python3 benches/summarize.py vs_redis      benches/results/vs_redis.csv
+    python3 benches/summarize.py echo_cpu      benches/results/echo_cpu.csv
 
 Every figure is the median of the runs, with the range (min-max) across runs and the
 spread, (max - min) / median. Ratios are the median of the per-round ratios.
@@ -173,14 +174,62 @@ def vs_redis(rows):
     print(loadavg_note(rows))
 
 
+ECHO_SERVERS = ("epoll", "parlor", "parlor_w1")
+ECHO_TARGET = 1.2
+
+
+def echo_cpu(rows):
+    """parlor serve --echo against the C epoll baseline (benches/echo_cpu.sh)."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["load"], r["server"])].append(r)
+    loads = sorted({r["load"] for r in rows}, key=lambda l: (int(l.split("x")[0]), l))
+    workers = sorted({r["workers"] for r in rows if r["server"] == "parlor" and r["workers"]})
+    print("parlor serve --echo vs a single-threaded epoll echo server in C (median, range, "
+          "± half the spread):\n")
+    print("| load | server | msgs/s | p99 us | server CPU ns/msg |")
+    print("|---|---|---:|---:|---:|")
+    for load in loads:
+        for server in ECHO_SERVERS:
+            sel = by.get((load, server), [])
+            if sel:
+                print(
+                    f"| {load} | {server} | {cell([num(r['msgs_per_s']) for r in sel])} "
+                    f"| {cell([num(r['p99_us']) for r in sel])} "
+                    f"| {cell([num(r['server_cpu_ns_per_msg']) for r in sel])} |"
+                )
+    print(f"\nLoads: CONNSxBYTES, 16 in flight per connection. parlor: default workers "
+          f"({', '.join(workers) or '?'}); parlor_w1: --workers 1.")
+    print(f"Rounds: {len(set(r['round'] for r in rows))}.")
+    print(loadavg_note(rows))
+    print(f"\nServer CPU per message relative to epoll, per round (median, min-max; "
+          f"target: at most {ECHO_TARGET}):\n")
+    print("| load | server | CPU ratio to epoll | rounds within target |")
+    print("|---|---|---:|---:|")
+    for load in loads:
+        base = {r["round"]: num(r["server_cpu_ns_per_msg"]) for r in by.get((load, "epoll"), [])}
+        for server in ECHO_SERVERS[1:]:
+            ratios = []
+            for r in by.get((load, server), []):
+                a, b = num(r["server_cpu_ns_per_msg"]), base.get(r["round"])
+                if a is not None and b:
+                    ratios.append(a / b)
+            s = stats(ratios)
+            if s:
+                within = sum(1 for x in ratios if x <= ECHO_TARGET)
+                print(f"| {load} | {server} | {s[0]:.2f} ({s[1]:.2f}-{s[2]:.2f}) "
+                      f"| {within} of {len(ratios)} |")
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("pool_sizes_mc", "criterion", "vs_redis"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("pool_sizes_mc", "criterion", "vs_redis", "echo_cpu"):
         sys.exit(__doc__)
     kind, path = sys.argv[1:]
     rows = read(path)
     if not rows:
         sys.exit(f"{path}: no runs")
-    {"pool_sizes_mc": pool_sizes_mc, "criterion": criterion, "vs_redis": vs_redis}[kind](rows)
+    {"pool_sizes_mc": pool_sizes_mc, "criterion": criterion, "vs_redis": vs_redis,
+     "echo_cpu": echo_cpu}[kind](rows)
 
 
 if __name__ == "__main__":
