@@ -6,7 +6,7 @@
 # with at most 16 messages in flight per connection:
 #   50x64      50 connections, 64-byte messages
 #   200x1024   200 connections, 1024-byte messages
-# Servers: epoll (the C baseline), parlor (default worker count: the number of CPUs)
+# Servers: epoll (the C baseline), parlor (the default worker count)
 # and parlor_w1 (--workers 1). Server CPU is the process's utime + stime from
 # /proc/PID/stat over the load, divided by the messages echoed (multi_client
 # --server-pid). A fresh server per run; in odd rounds the order is epoll, parlor,

@@ -62,7 +62,8 @@ struct Serve {
     /// echo mode: write every byte back unchanged instead of speaking the chat protocol
     #[argh(switch)]
     echo: bool,
-    /// worker threads that read, parse and handle frames (default: number of CPUs)
+    /// worker threads that read, parse and handle frames (default: 4 per CPU, at most
+    /// 64; see docs/benchmarks.md)
     #[argh(option)]
     workers: Option<usize>,
     /// bcrypt cost for new password hashes, 4-31 (default 12; lower only for tests)
