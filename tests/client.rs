@@ -31,7 +31,11 @@ fn config(mode: Mode) -> Config {
 
 /// Starts a server; it runs until the returned guard is dropped.
 fn start(mode: Mode) -> (impl Sized, SocketAddr) {
-    let server = Server::bind(config(mode)).expect("server binds");
+    start_with(config(mode))
+}
+
+fn start_with(config: Config) -> (impl Sized, SocketAddr) {
+    let server = Server::bind(config).expect("server binds");
     let addr = server.local_addr();
     (server.spawn(), addr)
 }
@@ -737,6 +741,45 @@ fn multi_client_example_chat_mode() {
     // A rerun against the same server must not collide with the first run's names.
     let out = run("multi_client", &args, b"");
     assert!(out.status.success());
+}
+
+#[test]
+fn multi_client_example_fanout_mode() {
+    // The publisher sends as fast as its window allows; the per-connection frame-rate
+    // limit is off so that this tests the fan-out, not how big the limit's burst is.
+    let (_server, addr) = start_with(Config {
+        max_frame_rate: 0,
+        ..config(Mode::Chat)
+    });
+    let args = [
+        "--addr",
+        &addr.to_string(),
+        "--mode",
+        "fanout",
+        "--conns",
+        "20",
+        "--messages",
+        "200",
+        "--size",
+        "128",
+        "--in-flight",
+        "16",
+        "--max-secs",
+        "30",
+    ];
+    let out = run("multi_client", &args, b"");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // One publisher, 20 subscribers: each of the 200 messages is delivered 20 times.
+    assert!(
+        stdout.contains("sent=200 received=4000 bytes=512000 "),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("multi_client: mode=fanout conns=20 deliveries=4000 ok"),
+        "{stdout}"
+    );
 }
 
 #[test]
