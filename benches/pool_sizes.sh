@@ -18,22 +18,9 @@ port=${PORT:-7982}
 commit=${PARLOR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 pools=(1 2 4 8)
 
-cargo build --release --quiet --bin parlor --example multi_client
-# The per-connection frame-rate limit (default 1000 frames/s) would answer the load's
-# senders `rate_limited`: this measures throughput, so it is off where it exists.
-limits=()
-if ./target/release/parlor serve --help 2>&1 | grep -q -- --max-frame-rate; then
-  limits=(--max-frame-rate 0)
-fi
-mc=./target/release/examples/multi_client
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source benches/common.sh
+build_release multi_client
+make_work
 if port_busy "$port"; then echo "pool_sizes.sh: port $port is in use; set PORT" >&2; exit 1; fi
 
 mkdir -p "$(dirname "$out")"
@@ -46,24 +33,15 @@ run() { # round load workers
     fanout) args=(--mode fanout -n 100 -s 128 -d 16 -m "${FANOUT_MESSAGES:-20000}") ;;
     mixed) args=(--mode chat -n 200 -k 10 -s 128 -d 4 -m "${MIXED_MESSAGES:-200}") ;;
   esac
-  ./target/release/parlor serve --addr "127.0.0.1:$port" --in-memory --bcrypt-cost 4 \
-    --workers "$workers" "${limits[@]}" "${flags[@]}" 2>"$work/parlor.log" &
-  server_pid=$!
-  for _ in $(seq 100); do port_busy "$port" && break; sleep 0.05; done
+  start_parlor "$port" --in-memory --workers "$workers" "${flags[@]}"
   local text
   if ! text=$("$mc" --addr "127.0.0.1:$port" "${args[@]}" --server-pid "$server_pid" --max-secs 120 2>&1); then
     echo "$text" >&2; cat "$work/parlor.log" >&2
     echo "pool_sizes.sh: $load with $workers workers failed" >&2; exit 1
   fi
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
-  local client got p50 p99 p999 cpu loadavg
-  got=$(sed -n 's/.*sent\/s, \([0-9]*\) received\/s.*/\1/p' <<<"$text")
-  p50=$(sed -n 's/.*latency us: p50=\([0-9]*\).*/\1/p' <<<"$text")
-  p99=$(sed -n 's/.* p99=\([0-9]*\) p999.*/\1/p' <<<"$text")
-  p999=$(sed -n 's/.* p999=\([0-9]*\) max.*/\1/p' <<<"$text")
-  cpu=$(sed -n 's/.*server cpu [0-9.]* s, \([0-9]*\) ns per.*/\1/p' <<<"$text")
-  client=$(sed -n 's/.*client cpu \([0-9.]*\) s.*/\1/p' <<<"$text")
-  loadavg=$(cut -d' ' -f1 /proc/loadavg)
+  stop_server
+  local client got p50 p99 p999 cpu achieved loadavg
+  read_report "$text"
   echo "$(date -u +%FT%TZ),$commit,$round,$load,$workers,$got,$p50,$p99,$p999,$cpu,$client,$loadavg" >>"$out"
   printf '%-6s workers=%s %8s/s  p50 %7s us  p99 %8s us  %5s ns server cpu each  (load %s)\n' \
     "$load" "$workers" "$got" "$p50" "$p99" "$cpu" "$loadavg"

@@ -41,42 +41,22 @@ rport=${REDIS_PORT:-6399}
 rates=${RATES:-500000}
 commit=${PARLOR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 
-cargo build --release --quiet --bin parlor --example multi_client
-# The per-connection frame-rate limit (default 1000 frames/s) would answer the load's
-# senders `rate_limited`: this measures throughput, so it is off where it exists.
-limits=()
-if ./target/release/parlor serve --help 2>&1 | grep -q -- --max-frame-rate; then
-  limits=(--max-frame-rate 0)
-fi
-mc=./target/release/examples/multi_client
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source benches/common.sh
+build_release multi_client
+make_work
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in "$pport" "$rport"; do
   if port_busy "$port"; then echo "vs_redis.sh: port $port is in use; set PARLOR_PORT/REDIS_PORT" >&2; exit 1; fi
 done
 
 start_server() { # parlor|redis
   case $1 in
-    parlor) ./target/release/parlor serve --addr "127.0.0.1:$pport" --in-memory --bcrypt-cost 4 \
-              "${limits[@]}" 2>"$work/parlor.log" & ;;
+    parlor) start_parlor "$pport" --in-memory ;;
     redis) redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-              --dir "$work" >"$work/redis.log" 2>&1 & ;;
+             --dir "$work" >"$work/redis.log" 2>&1 &
+           server_pid=$!
+           await_port redis "$rport" ;;
   esac
-  server_pid=$!
-  local port=$pport; [ "$1" = redis ] && port=$rport
-  for _ in $(seq 100); do port_busy "$port" && return 0; sleep 0.05; done
-  echo "vs_redis.sh: $1 did not start; its log:" >&2; cat "$work/$1.log" >&2; exit 1
-}
-
-stop_server() {
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 }
 
 mkdir -p "$(dirname "$out")"
@@ -102,14 +82,7 @@ run() { # round server K load
   fi
   stop_server
   local client got p50 p99 p999 cpu achieved loadavg
-  got=$(sed -n 's/.*sent\/s, \([0-9]*\) received\/s.*/\1/p' <<<"$text")
-  p50=$(sed -n 's/.*latency us: p50=\([0-9]*\).*/\1/p' <<<"$text")
-  p99=$(sed -n 's/.* p99=\([0-9]*\) p999.*/\1/p' <<<"$text")
-  p999=$(sed -n 's/.* p999=\([0-9]*\) max.*/\1/p' <<<"$text")
-  cpu=$(sed -n 's/.*server cpu [0-9.]* s, \([0-9]*\) ns per.*/\1/p' <<<"$text")
-  achieved=$(sed -n 's/.*achieved=\([0-9]*\)\/s.*/\1/p' <<<"$text")
-  client=$(sed -n 's/.*client cpu \([0-9.]*\) s.*/\1/p' <<<"$text")
-  loadavg=$(cut -d' ' -f1 /proc/loadavg)
+  read_report "$text"
   echo "$(date -u +%FT%TZ),$commit,$round,$server,$k,$load,$got,$p50,$p99,$p999,$cpu,$rate,$achieved,$client,$loadavg" >>"$out"
   printf '%-6s K=%-4s %-4s %8s deliveries/s  p99 %8s us  %5s ns cpu/delivery%s  (load %s)\n' \
     "$server" "$k" "$load" "$got" "$p99" "$cpu" "${achieved:+  rate $achieved/$rate msg/s}" "$loadavg"
