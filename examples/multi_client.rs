@@ -174,8 +174,7 @@ fn run(args: &Args) -> Result<(), String> {
         start,
         deadline: start + Duration::from_secs(args.max_secs),
         prefix: run_prefix(),
-        sockets: Mutex::new(Vec::new()),
-        aborted: AtomicBool::new(false),
+        sockets: Sockets::default(),
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
         received_bytes: AtomicU64::new(0),
@@ -245,7 +244,7 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(first) = errors.first() {
         // After an abort every connection fails with a closed socket; the deadline
         // is the cause worth reporting.
-        if ctx.aborted.load(Ordering::SeqCst) {
+        if ctx.sockets.aborted() {
             return Err(format!(
                 "exceeded --max-secs {} ({} of {} connections unfinished)",
                 args.max_secs,
@@ -340,29 +339,52 @@ fn report_cpu(before: Duration, after: Duration, count: u64, what: &str) {
 
 /// Prints totals; latency covers the connections that finished.
 fn report(ctx: &Ctx, latency: &Histogram<u64>, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let sent = ctx.sent.load(Ordering::SeqCst);
-    let received = ctx.received.load(Ordering::SeqCst);
-    let bytes = ctx.received_bytes.load(Ordering::SeqCst);
     let rooms = match ctx.mode {
         LoadMode::Echo => String::new(),
         _ => format!(" rooms={}", ctx.rooms),
     };
-    println!(
-        "multi_client: mode={} conns={}{rooms} sent={sent} received={received} bytes={bytes} in {secs:.3} s",
-        mode_name(ctx.mode),
-        ctx.conns,
+    let what = match ctx.mode {
+        LoadMode::Echo => "round trip",
+        _ => "send to delivery",
+    };
+    print_totals(
+        &format!("mode={} conns={}{rooms}", mode_name(ctx.mode), ctx.conns),
+        Totals {
+            sent: ctx.sent.load(Ordering::SeqCst),
+            received: ctx.received.load(Ordering::SeqCst),
+            bytes: ctx.received_bytes.load(Ordering::SeqCst),
+            elapsed,
+        },
+        what,
+        latency,
     );
+}
+
+/// What a run sent and received, and over how long.
+struct Totals {
+    sent: u64,
+    received: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+/// Prints a run's totals, rates and latency percentiles, in the same lines for every
+/// mode: the bench scripts read them.
+fn print_totals(head: &str, totals: Totals, what: &str, latency: &Histogram<u64>) {
+    let Totals {
+        sent,
+        received,
+        bytes,
+        elapsed,
+    } = totals;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    println!("multi_client: {head} sent={sent} received={received} bytes={bytes} in {secs:.3} s");
     println!(
         "multi_client: {:.0} sent/s, {:.0} received/s, {:.2} MB/s received",
         sent as f64 / secs,
         received as f64 / secs,
         bytes as f64 / secs / 1e6,
     );
-    let what = match ctx.mode {
-        LoadMode::Echo => "round trip",
-        _ => "send to delivery",
-    };
     if latency.is_empty() {
         println!("multi_client: {what} latency: no samples");
     } else {
@@ -412,9 +434,7 @@ struct Ctx {
     start: Instant,
     deadline: Instant,
     prefix: String,
-    /// Clones of every connection's socket, so `abort` can unblock them all.
-    sockets: Mutex<Vec<TcpStream>>,
-    aborted: AtomicBool,
+    sockets: Sockets,
     /// Messages written (echo) or acknowledged (chat), over all connections.
     sent: AtomicU64,
     /// Echoes or deliveries checked, over all connections.
@@ -423,33 +443,59 @@ struct Ctx {
     gate: Gate,
 }
 
-impl Ctx {
-    fn connect(&self) -> Result<TcpStream, String> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let stream = TcpStream::connect_timeout(&self.addr, left.max(Duration::from_millis(1)))
-            .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
+/// Every socket a run opens, so that giving up can unblock every read and write in
+/// every thread at once (one connection's failure or the deadline ends the run).
+#[derive(Default)]
+struct Sockets {
+    /// Clones of the sockets.
+    open: Mutex<Vec<TcpStream>>,
+    aborted: AtomicBool,
+}
+
+impl Sockets {
+    /// Connects to `addr`, giving up at `deadline`, and keeps a clone of the socket.
+    fn connect(&self, addr: SocketAddr, deadline: Instant) -> Result<TcpStream, String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)))
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        // Latency is measured per message: Nagle's delay would be most of it.
         stream
             .set_nodelay(true)
             .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
         let clone = stream
             .try_clone()
             .map_err(|e| format!("cannot clone the socket: {e}"))?;
-        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         // Checked under the lock so a socket cannot slip in after `abort` went through.
-        if self.aborted.load(Ordering::SeqCst) {
+        if self.aborted() {
             return Err("aborted".to_owned());
         }
-        sockets.push(clone);
+        open.push(clone);
         Ok(stream)
+    }
+
+    /// Shuts every socket down, so blocked reads and writes return; later connects fail.
+    fn abort(&self) {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        self.aborted.store(true, Ordering::SeqCst);
+        for socket in open.iter() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+}
+
+impl Ctx {
+    fn connect(&self) -> Result<TcpStream, String> {
+        self.sockets.connect(self.addr, self.deadline)
     }
 
     /// Gives up: every blocked read and write returns, every waiter wakes.
     fn abort(&self) {
-        let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        self.aborted.store(true, Ordering::SeqCst);
-        for socket in sockets.iter() {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
+        self.sockets.abort();
         self.gate.fail();
     }
 
@@ -862,8 +908,8 @@ fn parse_header(text: &str) -> Option<(u64, usize, u64)> {
 /// but for the wire format (a JSON line; a RESP array).
 mod fanout {
     use std::io::{self, Read, Write};
-    use std::net::{Shutdown, SocketAddr, TcpStream};
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, PoisonError, mpsc};
     use std::thread;
     use std::time::{Duration, Instant};
@@ -872,7 +918,10 @@ mod fanout {
     use memchr::memmem;
     use polling::{Event, Events, PollMode, Poller};
 
-    use super::{Args, PASSWORD, new_histogram, report_cpu, run_prefix, server_cpu};
+    use super::{
+        Args, PASSWORD, Sockets, Totals, new_histogram, print_totals, report_cpu, run_prefix,
+        server_cpu,
+    };
 
     /// Which server, so which wire format.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -904,9 +953,7 @@ mod fanout {
         prefix: String,
         /// The room (parlor) or channel (redis).
         topic: String,
-        /// Clones of every socket, so that `fail` can unblock everything.
-        sockets: Mutex<Vec<TcpStream>>,
-        aborted: AtomicBool,
+        sockets: Sockets,
         /// The first failure: what the run reports.
         cause: Mutex<Option<String>>,
         /// Progress, for the message of a run that fails part way.
@@ -916,23 +963,12 @@ mod fanout {
 
     impl Load {
         fn connect(&self) -> Result<TcpStream, String> {
+            let stream = self.sockets.connect(self.addr, self.deadline)?;
+            // Setup reads block; the deadline bounds them (the watchdog's `fail` too).
             let left = self.deadline.saturating_duration_since(Instant::now());
-            let stream = TcpStream::connect_timeout(&self.addr, left.max(Duration::from_millis(1)))
-                .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
-            stream
-                .set_nodelay(true)
-                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
             stream
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .map_err(|e| format!("cannot set a read timeout: {e}"))?;
-            let clone = stream
-                .try_clone()
-                .map_err(|e| format!("cannot clone the socket: {e}"))?;
-            let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-            if self.aborted.load(Ordering::SeqCst) {
-                return Err("aborted".to_owned());
-            }
-            sockets.push(clone);
             Ok(stream)
         }
 
@@ -943,11 +979,7 @@ mod fanout {
                 let mut cause = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
                 cause.get_or_insert(why);
             }
-            let sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-            self.aborted.store(true, Ordering::SeqCst);
-            for socket in sockets.iter() {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
+            self.sockets.abort();
         }
 
         /// The first failure, with how far the load had got.
@@ -1000,8 +1032,7 @@ mod fanout {
             max_secs: args.max_secs,
             topic: format!("{prefix}fan"),
             prefix,
-            sockets: Mutex::new(Vec::new()),
-            aborted: AtomicBool::new(false),
+            sockets: Sockets::default(),
             cause: Mutex::new(None),
             acked: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -1096,29 +1127,17 @@ mod fanout {
             Proto::Parlor => "fanout",
             Proto::Redis => "redis",
         };
-        let secs = finished.duration_since(load_start).as_secs_f64().max(1e-9);
-        let sent = published.as_ref().map_or(0, |p| p.acked);
-        println!(
-            "multi_client: mode={name} conns={} sent={sent} received={received} bytes={bytes} in {secs:.3} s",
-            load.subscribers
+        print_totals(
+            &format!("mode={name} conns={}", load.subscribers),
+            Totals {
+                sent: published.as_ref().map_or(0, |p| p.acked),
+                received,
+                bytes,
+                elapsed: finished.duration_since(load_start),
+            },
+            "send to delivery",
+            &latency,
         );
-        println!(
-            "multi_client: {:.0} sent/s, {:.0} received/s, {:.2} MB/s received",
-            sent as f64 / secs,
-            received as f64 / secs,
-            bytes as f64 / secs / 1e6,
-        );
-        if latency.is_empty() {
-            println!("multi_client: send to delivery latency: no samples");
-        } else {
-            println!(
-                "multi_client: send to delivery latency us: p50={} p99={} p999={} max={}",
-                latency.value_at_quantile(0.5),
-                latency.value_at_quantile(0.99),
-                latency.value_at_quantile(0.999),
-                latency.max(),
-            );
-        }
         if let (Some(rate), Some(published)) = (load.rate, &published) {
             let took = published
                 .last_write
@@ -1402,8 +1421,15 @@ mod fanout {
         Ok(buf)
     }
 
-    fn login_requests(user: &str) -> [(&'static str, String); 2] {
-        [
+    /// Signs up and logs in a new user `user` on `stream`, then has it `create` or
+    /// `join` the room, in one pipelined round trip.
+    fn parlor_member(
+        load: &Load,
+        mut stream: TcpStream,
+        user: &str,
+        room_op: &'static str,
+    ) -> Result<(TcpStream, Vec<u8>), String> {
+        let requests = [
             (
                 "signup",
                 format!(r#"{{"op":"signup","user":"{user}","password":"{PASSWORD}"}}"#),
@@ -1412,34 +1438,28 @@ mod fanout {
                 "login",
                 format!(r#"{{"op":"login","user":"{user}","password":"{PASSWORD}"}}"#),
             ),
-        ]
+            (
+                room_op,
+                format!(r#"{{"op":"{room_op}","room":"{}"}}"#, load.topic),
+            ),
+        ];
+        let rest = parlor_requests(&mut stream, &requests)?;
+        Ok((stream, rest))
     }
 
     /// The parlor publisher: a user who creates the room.
     fn parlor_publisher(load: &Load) -> Result<(TcpStream, Vec<u8>), String> {
-        let mut stream = load.connect()?;
-        let [signup, login] = login_requests(&format!("{}p", load.prefix));
-        let create = (
-            "create",
-            format!(r#"{{"op":"create","room":"{}"}}"#, load.topic),
-        );
-        let rest = parlor_requests(&mut stream, &[signup, login, create])?;
-        Ok((stream, rest))
+        let user = format!("{}p", load.prefix);
+        parlor_member(load, load.connect()?, &user, "create")
     }
 
     /// A parlor subscriber: a user who joins the room and then only listens.
     fn parlor_subscriber(
         load: &Load,
         id: usize,
-        mut stream: TcpStream,
+        stream: TcpStream,
     ) -> Result<(TcpStream, Vec<u8>), String> {
-        let [signup, login] = login_requests(&format!("{}s{id}", load.prefix));
-        let join = (
-            "join",
-            format!(r#"{{"op":"join","room":"{}"}}"#, load.topic),
-        );
-        let rest = parlor_requests(&mut stream, &[signup, login, join])?;
-        Ok((stream, rest))
+        parlor_member(load, stream, &format!("{}s{id}", load.prefix), "join")
     }
 
     /// A redis subscriber: SUBSCRIBE, and its confirmation.
@@ -1833,7 +1853,7 @@ mod fanout {
         let mut events = Events::new();
         let mut chunk = vec![0; 64 << 10];
         while remaining > 0 {
-            if load.aborted.load(Ordering::SeqCst) {
+            if load.sockets.aborted() {
                 return Err("aborted".to_owned());
             }
             let left = load.deadline.saturating_duration_since(Instant::now());
