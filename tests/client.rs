@@ -48,6 +48,17 @@ fn user(addr: SocketAddr, name: &str) -> Client {
     client
 }
 
+/// Ada and bob, where ada created `lobby` and bob joined it; ada's `joined` event
+/// for bob is read, so neither has an event pending.
+fn ada_and_bob_in_lobby(addr: SocketAddr) -> (Client, Client) {
+    let mut ada = user(addr, "ada");
+    let mut bob = user(addr, "bob");
+    ada.create("lobby", None).unwrap();
+    bob.join("lobby").unwrap();
+    assert!(matches!(next(&mut ada), Event::Joined { .. }));
+    (ada, bob)
+}
+
 #[track_caller]
 fn assert_code<T: std::fmt::Debug>(result: Result<T, ClientError>, want: ErrorCode) {
     match result {
@@ -212,11 +223,7 @@ fn rooms_and_membership() {
 #[test]
 fn messages_events_and_history() {
     let (_server, addr) = start(Mode::Chat);
-    let mut ada = user(addr, "ada");
-    let mut bob = user(addr, "bob");
-    ada.create("lobby", None).unwrap();
-    bob.join("lobby").unwrap();
-    assert!(matches!(next(&mut ada), Event::Joined { .. }));
+    let (mut ada, mut bob) = ada_and_bob_in_lobby(addr);
 
     let first = ada.send("lobby", "one").unwrap();
     assert_eq!(first.seq, 1);
@@ -295,11 +302,7 @@ fn messages_events_and_history() {
 #[test]
 fn event_arriving_while_a_response_is_awaited_is_kept() {
     let (_server, addr) = start(Mode::Chat);
-    let mut ada = user(addr, "ada");
-    let mut bob = user(addr, "bob");
-    ada.create("lobby", None).unwrap();
-    bob.join("lobby").unwrap();
-    assert!(matches!(next(&mut ada), Event::Joined { .. }));
+    let (mut ada, mut bob) = ada_and_bob_in_lobby(addr);
 
     // Bob does requests while ada's messages land on his connection; they must all
     // come out of next_event afterwards, in order.
@@ -679,14 +682,21 @@ fn echo_client_example() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("mismatch on line 1"));
 }
 
+/// Runs multi_client against `addr` in `mode` with `args`, checks that it succeeded,
+/// and returns what it printed on stdout.
+#[track_caller]
+fn multi_client(addr: SocketAddr, mode: &str, args: &[&str]) -> String {
+    let addr = addr.to_string();
+    let all = [&["--addr", &addr, "--mode", mode], args].concat();
+    let out = run("multi_client", &all, b"");
+    assert!(out.status.success(), "multi_client {all:?}: {}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn multi_client_example_echo_mode() {
     let (_server, addr) = start(Mode::Echo);
     let args = [
-        "--addr",
-        &addr.to_string(),
-        "--mode",
-        "echo",
         "--conns",
         "4",
         "--messages",
@@ -698,9 +708,7 @@ fn multi_client_example_echo_mode() {
         "--max-secs",
         "60",
     ];
-    let out = run("multi_client", &args, b"");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = multi_client(addr, "echo", &args);
     assert!(stdout.contains("received=1200 bytes=1200000 "), "{stdout}");
     assert!(
         stdout.contains("multi_client: mode=echo conns=4 messages=1200 ok"),
@@ -712,10 +720,6 @@ fn multi_client_example_echo_mode() {
 fn multi_client_example_chat_mode() {
     let (_server, addr) = start(Mode::Chat);
     let args = [
-        "--addr",
-        &addr.to_string(),
-        "--mode",
-        "chat",
         "--conns",
         "6",
         "--rooms",
@@ -730,17 +734,14 @@ fn multi_client_example_chat_mode() {
         "60",
     ];
     // Two rooms of three: every message reaches the two other members.
-    let out = run("multi_client", &args, b"");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = multi_client(addr, "chat", &args);
     assert!(
         stdout.contains("multi_client: mode=chat conns=6 deliveries=360 ok"),
         "{stdout}"
     );
 
     // A rerun against the same server must not collide with the first run's names.
-    let out = run("multi_client", &args, b"");
-    assert!(out.status.success());
+    multi_client(addr, "chat", &args);
 }
 
 #[test]
@@ -752,10 +753,6 @@ fn multi_client_example_fanout_mode() {
         ..config(Mode::Chat)
     });
     let args = [
-        "--addr",
-        &addr.to_string(),
-        "--mode",
-        "fanout",
         "--conns",
         "20",
         "--messages",
@@ -767,9 +764,7 @@ fn multi_client_example_fanout_mode() {
         "--max-secs",
         "30",
     ];
-    let out = run("multi_client", &args, b"");
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = multi_client(addr, "fanout", &args);
     // One publisher, 20 subscribers: each of the 200 messages is delivered 20 times.
     assert!(
         stdout.contains("sent=200 received=4000 bytes=512000 "),

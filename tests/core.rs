@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -17,6 +17,13 @@ use parlor::Mode;
 use serde_json::json;
 
 const SHORT: Duration = Duration::from_millis(300);
+
+/// The next frame is `closing` with `reason`, and then the server closes.
+#[track_caller]
+fn expect_closing(c: &mut Line, reason: &str) {
+    assert_eq!(c.recv(), json!({"event": "closing", "reason": reason}));
+    c.expect_closed();
+}
 
 // ---------------------------------------------------------------- echo mode
 
@@ -302,17 +309,24 @@ fn bad_json_is_answered_and_connection_stays_usable() {
         b"{\"op\":\"ping\"}}\n",
     ];
     for case in cases {
-        let f = c.request_frame_raw(case);
-        assert_err(&f.value, "bad_json");
-        assert_eq!(
-            raw_field(&f.raw, "id"),
-            None,
-            "{:?}: {}",
-            String::from_utf8_lossy(case),
-            f.value
-        );
-        c.ping();
+        assert_err_without_id(&mut c, case, "bad_json");
     }
+}
+
+/// Sends `frame`, checks that it is answered with error `code` and no `id` (the server
+/// found none it could echo), then that the connection still works.
+#[track_caller]
+fn assert_err_without_id(c: &mut Line, frame: &[u8], code: &str) {
+    let f = c.request_frame_raw(frame);
+    assert_err(&f.value, code);
+    assert_eq!(
+        raw_field(&f.raw, "id"),
+        None,
+        "{:?}: {}",
+        String::from_utf8_lossy(frame),
+        f.value
+    );
+    c.ping();
 }
 
 #[test]
@@ -393,16 +407,7 @@ fn id_of_wrong_type_or_too_long_is_bad_request_without_id() {
         long_number.as_str(),
     ] {
         let req = format!("{{\"id\":{id},\"op\":\"ping\"}}\n");
-        let f = c.request_frame_raw(req.as_bytes());
-        assert_eq!(f.value["error"], "bad_request", "id {id}: {}", f.value);
-        assert_err(&f.value, "bad_request");
-        assert_eq!(
-            raw_field(&f.raw, "id"),
-            None,
-            "id {id} came back: {}",
-            f.value
-        );
-        c.ping();
+        assert_err_without_id(&mut c, req.as_bytes(), "bad_request");
     }
 }
 
@@ -412,10 +417,7 @@ fn id_of_wrong_type_or_too_long_is_bad_request_without_id() {
 fn id_null_is_bad_request_without_id() {
     let (_server, addr) = start_chat();
     let mut c = Line::connect(addr);
-    let f = c.request_frame_raw(b"{\"id\":null,\"op\":\"ping\"}\n");
-    assert_err(&f.value, "bad_request");
-    assert_eq!(raw_field(&f.raw, "id"), None, "{}", f.value);
-    c.ping();
+    assert_err_without_id(&mut c, b"{\"id\":null,\"op\":\"ping\"}\n", "bad_request");
 }
 
 #[test]
@@ -721,11 +723,7 @@ fn connections_over_max_conns_get_server_full() {
         c.ping();
     }
     let mut fourth = Line::connect(addr);
-    assert_eq!(
-        fourth.recv(),
-        json!({"event": "closing", "reason": "server_full"})
-    );
-    fourth.expect_closed();
+    expect_closing(&mut fourth, "server_full");
     for c in &mut conns {
         c.ping();
     }
@@ -756,8 +754,7 @@ fn graceful_shutdown_through_the_handle() {
     b.ping();
     server.shutdown();
     for c in [&mut a, &mut b] {
-        assert_eq!(c.recv(), json!({"event": "closing", "reason": "shutdown"}));
-        c.expect_closed();
+        expect_closing(c, "shutdown");
     }
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -779,14 +776,28 @@ fn dropping_the_handle_stops_the_server() {
         drop(server);
         tx.send(()).unwrap();
     });
-    assert_eq!(a.recv(), json!({"event": "closing", "reason": "shutdown"}));
-    a.expect_closed();
+    expect_closing(&mut a, "shutdown");
     rx.recv_timeout(TIMEOUT)
         .expect("dropping ServerHandle did not return");
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
 struct Reaper(Child);
+
+impl Reaper {
+    /// The child's exit status; `what` is the failure if it is still running 5 s on.
+    #[track_caller]
+    fn exit_within_5s(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -851,20 +862,9 @@ fn sigterm_shuts_the_binary_down_gracefully() {
         .expect("run kill");
     assert!(status.success());
     for c in [&mut a, &mut b] {
-        assert_eq!(c.recv(), json!({"event": "closing", "reason": "shutdown"}));
-        c.expect_closed();
+        expect_closing(c, "shutdown");
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not exit within 5 s of SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = child.exit_within_5s("the binary did not exit within 5 s of SIGTERM");
     assert_eq!(
         status.code(),
         Some(0),
@@ -903,17 +903,9 @@ fn binary_honours_its_limit_flags() {
     let mut b = Line::connect(addr);
     b.ping();
     let mut c = Line::connect(addr);
-    assert_eq!(
-        c.recv(),
-        json!({"event": "closing", "reason": "server_full"})
-    );
-    c.expect_closed();
+    expect_closing(&mut c, "server_full");
     // Idle for a second: closed.
-    assert_eq!(
-        a.recv(),
-        json!({"event": "closing", "reason": "idle_timeout"})
-    );
-    a.expect_closed();
+    expect_closing(&mut a, "idle_timeout");
 }
 
 #[test]
@@ -946,17 +938,7 @@ fn binary_version_and_conflicting_storage_flags() {
             .spawn()
             .expect("run parlor serve"),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "--in-memory with --data-dir did not fail"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = child.exit_within_5s("--in-memory with --data-dir did not fail");
     assert!(
         !status.success(),
         "--in-memory with --data-dir must be an error"

@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{PASSWORD, TIMEOUT, start, start_chat};
 use parlor::client::TlsOptions;
-use parlor::{Client, Event, TlsConfig};
+use parlor::{Client, Event, ServerHandle, TlsConfig};
 
 /// A running `parlor chat` process.
 struct Chatter {
@@ -82,6 +83,13 @@ impl Chatter {
         }
     }
 
+    /// Waits for the process to exit, and checks that it succeeded.
+    #[track_caller]
+    fn exit_ok(&mut self) {
+        let (status, stderr) = self.exit();
+        assert!(status.success(), "{status}, stderr: {stderr}");
+    }
+
     /// Waits for the process to exit and returns its status and all of its stderr.
     fn exit(&mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + TIMEOUT;
@@ -106,6 +114,51 @@ impl Drop for Chatter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A user `name` who signed up and logged in on `client`.
+fn signed_up(mut client: Client, name: &str) -> Client {
+    client.signup(name, PASSWORD).expect("signup");
+    client.login(name, PASSWORD).expect("login");
+    client
+}
+
+/// A server that speaks TLS only, with a fresh self-signed certificate in a directory
+/// of its own (`tag` names it), removed when this is dropped.
+struct TlsServer {
+    _server: ServerHandle,
+    addr: SocketAddr,
+    cert: PathBuf,
+    dir: PathBuf,
+}
+
+impl TlsServer {
+    fn start(tag: &str) -> TlsServer {
+        let dir =
+            std::env::temp_dir().join(format!("parlor-terminal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
+        let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
+        let (server, addr) = start(|c| {
+            c.tls = Some(TlsConfig {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                listen: None,
+            })
+        });
+        TlsServer {
+            _server: server,
+            addr,
+            cert: files.cert,
+            dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -155,19 +208,15 @@ fn two_terminals_chat() {
     bob.expect("[dm] ada: psst");
 
     bob.type_line("/quit");
-    let (status, stderr) = bob.exit();
-    assert!(status.success(), "bob: {status}, stderr: {stderr}");
+    bob.exit_ok();
     ada.close_stdin();
-    let (status, stderr) = ada.exit();
-    assert!(status.success(), "ada: {status}, stderr: {stderr}");
+    ada.exit_ok();
 }
 
 #[test]
 fn joining_shows_recent_history_and_commands_answer() {
     let (_server, addr) = start_chat();
-    let mut ada = Client::connect(addr).expect("connects");
-    ada.signup("ada", PASSWORD).expect("signup");
-    ada.login("ada", PASSWORD).expect("login");
+    let mut ada = signed_up(Client::connect(addr).expect("connects"), "ada");
     ada.create("r", None).expect("create");
     for n in 1..=12 {
         ada.send("r", &format!("message {n}")).expect("send");
@@ -191,8 +240,7 @@ fn joining_shows_recent_history_and_commands_answer() {
     bob.type_line("anyone?");
     bob.expect("no current room");
     bob.close_stdin();
-    let (status, stderr) = bob.exit();
-    assert!(status.success(), "{status}, stderr: {stderr}");
+    bob.exit_ok();
 }
 
 #[test]
@@ -213,8 +261,7 @@ fn errors_are_readable_lines() {
     ada.type_line("/create r");
     ada.expect("created r");
     ada.type_line("/quit");
-    let (status, stderr) = ada.exit();
-    assert!(status.success(), "{status}, stderr: {stderr}");
+    ada.exit_ok();
 }
 
 #[test]
@@ -240,6 +287,17 @@ fn wrong_password_is_a_clear_error() {
     );
 }
 
+/// Cuts ada's connection through `proxy`, and checks that she reconnects and shows
+/// what bob sent to room r meanwhile.
+fn cut_and_catch_up(proxy: &Proxy, ada: &mut Chatter, bob: &mut Client) {
+    proxy.cut();
+    ada.expect("connection lost");
+    // Sent while ada is (most likely) away: shown once, live or caught up.
+    bob.send("r", "while you were out").expect("send");
+    ada.expect("reconnected");
+    ada.expect("[r] bob: while you were out");
+}
+
 #[test]
 fn reconnects_and_stays_in_the_room() {
     let (_server, addr) = start_chat();
@@ -248,17 +306,10 @@ fn reconnects_and_stays_in_the_room() {
     ada.type_line("/create r");
     ada.expect("created r");
 
-    let mut bob = Client::connect(addr).expect("connects");
-    bob.signup("bob", PASSWORD).expect("signup");
-    bob.login("bob", PASSWORD).expect("login");
+    let mut bob = signed_up(Client::connect(addr).expect("connects"), "bob");
     bob.join("r").expect("join");
 
-    proxy.cut();
-    ada.expect("connection lost");
-    // Sent while ada is (most likely) away: shown once, live or caught up.
-    bob.send("r", "while you were out").expect("send");
-    ada.expect("reconnected");
-    ada.expect("[r] bob: while you were out");
+    cut_and_catch_up(&proxy, &mut ada, &mut bob);
     bob.send("r", "welcome back").expect("send");
     ada.expect("[r] bob: welcome back");
 
@@ -277,70 +328,43 @@ fn reconnects_and_stays_in_the_room() {
         }
     }
     ada.type_line("/quit");
-    let (status, stderr) = ada.exit();
-    assert!(status.success(), "{status}, stderr: {stderr}");
+    ada.exit_ok();
     let shown = ada.shown.join("\n");
     assert_eq!(shown.matches("while you were out").count(), 1, "{shown}");
 }
 
 #[test]
 fn reconnects_over_tls_with_the_same_settings() {
-    let dir = std::env::temp_dir().join(format!("parlor-terminal-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
-    let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
-    let (_server, addr) = start(|c| {
-        c.tls = Some(TlsConfig {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            listen: None,
-        })
-    });
+    let server = TlsServer::start("tls");
     // The proxy only forwards bytes: TLS runs from parlor chat to the server.
-    let proxy = Proxy::start(addr);
-    let ca = files.cert.to_str().expect("a UTF-8 temp path");
+    let proxy = Proxy::start(server.addr);
+    let ca = server.cert.to_str().expect("a UTF-8 temp path");
     let mut ada = Chatter::start(proxy.addr, "ada", PASSWORD, &["--signup", "--ca", ca]);
     ada.type_line("/create r");
     ada.expect("created r");
 
     let tls = TlsOptions {
-        ca_file: Some(files.cert.clone()),
+        ca_file: Some(server.cert.clone()),
         ..TlsOptions::default()
     };
-    let mut bob = Client::connect_tls(addr, &tls).expect("connects");
-    bob.signup("bob", PASSWORD).expect("signup");
-    bob.login("bob", PASSWORD).expect("login");
+    let mut bob = signed_up(
+        Client::connect_tls(server.addr, &tls).expect("connects"),
+        "bob",
+    );
     bob.join("r").expect("join");
 
-    proxy.cut();
-    ada.expect("connection lost");
-    bob.send("r", "while you were out").expect("send");
-    ada.expect("reconnected");
-    ada.expect("[r] bob: while you were out");
+    cut_and_catch_up(&proxy, &mut ada, &mut bob);
     ada.type_line("/quit");
-    let (status, stderr) = ada.exit();
-    assert!(status.success(), "{status}, stderr: {stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
+    ada.exit_ok();
 }
 
 #[test]
 fn a_plain_client_on_a_tls_port_is_told_to_add_tls() {
-    let dir = std::env::temp_dir().join(format!("parlor-terminal-notls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
-    let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
-    let (_server, addr) = start(|c| {
-        c.tls = Some(TlsConfig {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
-            listen: None,
-        })
-    });
-    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    let server = TlsServer::start("notls");
+    let mut ada = Chatter::start(server.addr, "ada", PASSWORD, &["--signup"]);
     let (status, stderr) = ada.exit();
     assert!(!status.success(), "{status}");
     assert!(stderr.contains("add --tls"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
