@@ -1,7 +1,18 @@
-# Shared by the bench scripts that run `parlor serve` processes (pool_sizes.sh,
-# vs_redis.sh, sync_modes.sh), so that they build, start, wait for and clean up after
-# their servers the same way. Sourced from the repository root after `set -euo
-# pipefail`; it only defines names, and runs nothing until a script calls it.
+# Shared by the bench scripts that run servers (pool_sizes.sh, vs_redis.sh,
+# sync_modes.sh, echo_cpu.sh, syscalls.sh, idle_rss.sh), so that they build, start, wait
+# for and clean up after their servers the same way. Sourced from the repository root
+# after `set -euo pipefail`; it only defines names, and runs nothing until a script
+# calls it.
+
+# Exits 2 if TOOL is not on the PATH, with the lines given after it saying what it is
+# for and how to get it: the scripts install nothing.
+require() { # tool, then explanation lines
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "$(basename "$0"): $1 not found." >&2
+  shift
+  printf '  %s\n' "$@" >&2
+  exit 2
+}
 
 # Builds the release server and the given examples, and sets `limits` to the serve
 # flags for a throughput measurement.
@@ -10,11 +21,8 @@ build_release() { # example...
   for example in "$@"; do examples+=(--example "$example"); done
   cargo build --release --quiet --bin parlor "${examples[@]}"
   # The per-connection frame-rate limit (default 1000 frames/s) would answer the load's
-  # senders `rate_limited`: this measures throughput, so it is off where it exists.
-  limits=()
-  if ./target/release/parlor serve --help 2>&1 | grep -q -- --max-frame-rate; then
-    limits=(--max-frame-rate 0)
-  fi
+  # senders `rate_limited`: this measures throughput, so it is off.
+  limits=(--max-frame-rate 0)
 }
 
 mc=./target/release/examples/multi_client
@@ -56,7 +64,8 @@ stop_server() {
 }
 
 # Sets, from multi_client's report TEXT, what the scripts write to their CSVs: got
-# (received/s), p50, p99, p999 (latency us), cpu (server ns per message or delivery),
+# (received/s), p50, p99, p999 (latency us), cpu_s (server cpu s), cpu (server ns per
+# message or delivery),
 # achieved (a paced publisher's msg/s, empty if unpaced), client (multi_client's own
 # cpu s) and loadavg (1 min, now). Callers declare these `local`.
 read_report() { # text
@@ -64,6 +73,7 @@ read_report() { # text
   p50=$(sed -n 's/.*latency us: p50=\([0-9]*\).*/\1/p' <<<"$1")
   p99=$(sed -n 's/.* p99=\([0-9]*\) p999.*/\1/p' <<<"$1")
   p999=$(sed -n 's/.* p999=\([0-9]*\) max.*/\1/p' <<<"$1")
+  cpu_s=$(sed -n 's/.*server cpu \([0-9.]*\) s, .*/\1/p' <<<"$1")
   cpu=$(sed -n 's/.*server cpu [0-9.]* s, \([0-9]*\) ns per.*/\1/p' <<<"$1")
   achieved=$(sed -n 's/.*achieved=\([0-9]*\)\/s.*/\1/p' <<<"$1")
   client=$(sed -n 's/.*client cpu \([0-9.]*\) s.*/\1/p' <<<"$1")

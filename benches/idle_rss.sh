@@ -15,20 +15,15 @@ n=${1:-10000}
 pport=${PARLOR_PORT:-7984}
 rport=${REDIS_PORT:-6398}
 
-cargo build --release --quiet --bin parlor
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source benches/common.sh
+make_work
+build_release
+for port in "$pport" "$rport"; do
+  if port_busy "$port"; then echo "idle_rss.sh: port $port is in use; set PARLOR_PORT/REDIS_PORT" >&2; exit 1; fi
+done
 
 measure() { # NAME PORT PING(0|1): the server is $server_pid
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break
-    sleep 0.05
-  done
+  await_port "$1" "$2"
   python3 - "$1" "$2" "$n" "$3" "$server_pid" <<'EOF'
 import resource, socket, sys, time
 name, port, n, ping, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
@@ -66,7 +61,7 @@ print(f"{name}: {n} idle connections: RSS {before / 1024:.1f} MiB -> {after / 10
 for s in conns:
     s.close()
 EOF
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+  stop_server
 }
 
 ./target/release/parlor serve --addr "127.0.0.1:$pport" --in-memory --max-conns $((n + 100)) \

@@ -40,7 +40,7 @@ run() { # round load workers
     echo "pool_sizes.sh: $load with $workers workers failed" >&2; exit 1
   fi
   stop_server
-  local client got p50 p99 p999 cpu achieved loadavg
+  local client got p50 p99 p999 cpu_s cpu achieved loadavg
   read_report "$text"
   echo "$(date -u +%FT%TZ),$commit,$round,$load,$workers,$got,$p50,$p99,$p999,$cpu,$client,$loadavg" >>"$out"
   printf '%-6s workers=%s %8s/s  p50 %7s us  p99 %8s us  %5s ns server cpu each  (load %s)\n' \

@@ -24,50 +24,35 @@ m=${3:?M}
 shift 3
 [ "${1:-}" = "--" ] && shift
 port=${PORT:-7983}
-for tool in perf python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "syscalls.sh: $tool not found (Debian: apt-get install linux-perf python3)" >&2
-    exit 2
-  fi
-done
-
-cargo build --release --quiet --bin parlor --example multi_client
-mc=./target/release/examples/multi_client
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source benches/common.sh
+require perf "It counts the system calls." "On Debian or Ubuntu: sudo apt-get install linux-perf"
+require python3 "It sums the counts (standard library only)."
+make_work
+build_release multi_client
+if port_busy "$port"; then echo "syscalls.sh: port $port is in use; set PORT" >&2; exit 1; fi
 
 case $load in
   fanout)
     ./target/release/parlor serve --addr "127.0.0.1:$port" --in-memory --bcrypt-cost 4 \
-      --max-frame-rate 0 "$@" 2>"$work/server.log" &
+      "${limits[@]}" "$@" 2>"$work/$load.log" &
     mode=fanout size=${SIZE:-128} per=delivery count=$((n * m)) ;;
   redis)
-    if ! command -v redis-server >/dev/null 2>&1; then
-      echo "syscalls.sh: redis-server not found (Debian: apt-get install redis-server)" >&2
-      exit 2
-    fi
+    require redis-server "It is the server of this load." \
+      "On Debian or Ubuntu: sudo apt-get install redis-server"
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-      >"$work/server.log" 2>&1 &
+      >"$work/$load.log" 2>&1 &
     mode=redis size=${SIZE:-128} per=delivery count=$((n * m)) ;;
   echo)
-    ./target/release/parlor serve --echo --addr "127.0.0.1:$port" "$@" 2>"$work/server.log" &
+    ./target/release/parlor serve --echo --addr "127.0.0.1:$port" "$@" 2>"$work/$load.log" &
     mode=echo size=${SIZE:-64} per=message count=$((n * m)) ;;
   epoll)
     gcc -O2 -o "$work/epoll_echo" benches/epoll_echo.c
-    "$work/epoll_echo" "$port" 2>"$work/server.log" &
+    "$work/epoll_echo" "$port" 2>"$work/$load.log" &
     mode=echo size=${SIZE:-64} per=message count=$((n * m)) ;;
   *) echo "syscalls.sh: unknown load '$load': fanout, redis, echo or epoll" >&2; exit 2 ;;
 esac
 server_pid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.05
-done
+await_port "$load" "$port"
 
 events=writev,write,recvfrom,read,epoll_ctl,epoll_wait,epoll_pwait,timerfd_settime,futex,sched_yield
 tracepoints=$(echo "$events" | tr ',' '\n' | sed 's/^/syscalls:sys_enter_/' | paste -sd, -)

@@ -19,16 +19,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "vs_redis.sh: redis-server not found; it is needed for the comparison." >&2
-  echo "  On Debian or Ubuntu: sudo apt-get install redis-server" >&2
-  echo "  (only the binary is used: this script starts its own server on 127.0.0.1)" >&2
-  exit 2
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "vs_redis.sh: python3 not found (used to summarise the results)" >&2
-  exit 2
-fi
+source benches/common.sh
+require redis-server "It is needed for the comparison." \
+  "On Debian or Ubuntu: sudo apt-get install redis-server" \
+  "(only the binary is used: this script starts its own server on 127.0.0.1)"
+require python3 "It summarises the results (standard library only)."
 
 rounds=${1:-3}
 out=${2:-benches/results/vs_redis.csv}
@@ -41,7 +36,6 @@ rport=${REDIS_PORT:-6399}
 rates=${RATES:-500000}
 commit=${PARLOR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 
-source benches/common.sh
 build_release multi_client
 make_work
 
@@ -81,7 +75,7 @@ run() { # round server K load
     echo "$text" >&2; echo "vs_redis.sh: $server K=$k $load failed" >&2; exit 1
   fi
   stop_server
-  local client got p50 p99 p999 cpu achieved loadavg
+  local client got p50 p99 p999 cpu_s cpu achieved loadavg
   read_report "$text"
   echo "$(date -u +%FT%TZ),$commit,$round,$server,$k,$load,$got,$p50,$p99,$p999,$cpu,$rate,$achieved,$client,$loadavg" >>"$out"
   printf '%-6s K=%-4s %-4s %8s deliveries/s  p99 %8s us  %5s ns cpu/delivery%s  (load %s)\n' \
