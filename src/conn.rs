@@ -96,7 +96,7 @@ struct Ctl {
     blocked: bool,
     /// Closing once the queue drains: nothing more is read.
     finishing: bool,
-    /// A write hit `WouldBlock` with data left.
+    /// A write came back short or `WouldBlock` with data left.
     want_write: bool,
     closed: bool,
 }
@@ -370,8 +370,8 @@ impl<S: Service> Conn<S> {
         }
     }
 
-    /// Writes as much of the queue as the socket takes now. Arms WRITABLE on
-    /// `WouldBlock`; closes the connection on a write error or once drained if asked.
+    /// Writes as much of the queue as the socket takes now. Arms WRITABLE when the
+    /// socket is full; closes the connection on a write error or once drained if asked.
     pub(crate) fn flush(self: &Arc<Self>, scratch: &mut Vec<Bytes>) {
         loop {
             let (head_written, epoch);
