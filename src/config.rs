@@ -84,11 +84,11 @@ pub struct Config {
 /// The default worker pool size: 4 workers per CPU, at most 64.
 ///
 /// Measured on 2 cores (docs/benchmarks.md, "Worker pool sizes"): with many senders, 8
-/// workers deliver 1.6-1.9x what 1 does and about 1.4x what 2 do, at half the CPU per
-/// delivery, because while one worker writes to a connection the others queue more
-/// frames behind it, so each write carries more of them (frames per `writev` 4.0 with
-/// 2 workers, 6.6 with 8). Echo gains a little, and one sender's fan-out is the same at
-/// every size. The cap is a guess: nothing larger than 2 cores was measured.
+/// workers deliver 1.7-2.2x what 1 does and 1.1-1.6x what 2 do, at about half the CPU
+/// per delivery, because while one worker writes to a connection the others queue more
+/// frames behind it, so each write carries more of them (deliveries per `writev` 4.0
+/// with 2 workers, 6.6 with 8). Echo gains a little, and one sender's fan-out is the
+/// same at every size. The cap is a guess: nothing larger than 2 cores was measured.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).min(64))
 }
