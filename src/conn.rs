@@ -143,8 +143,8 @@ pub(crate) struct Received {
 
 /// Bytes received and not yet consumed by the service.
 ///
-/// Allocated on demand and freed when empty at the end of a job, so idle connections
-/// hold no buffer.
+/// Taken on demand (from the worker's spares, or allocated) and given back when empty
+/// at the end of a job, so idle connections hold no buffer.
 #[derive(Default)]
 pub(crate) struct InBuf {
     buf: Vec<u8>,
@@ -153,6 +153,28 @@ pub(crate) struct InBuf {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Most spare inbound buffers one worker keeps.
+const SPARE_BUFS: usize = 4;
+
+/// Inbound buffers of `READ_CHUNK` bytes a worker keeps from connections it has drained,
+/// for the next connection it reads: a new buffer costs an allocation and 16 KiB of
+/// zeroing, which was more than the rest of a small job's own work, while idle
+/// connections still hold no buffer.
+#[derive(Default)]
+pub(crate) struct SpareBufs(Vec<Vec<u8>>);
+
+impl SpareBufs {
+    fn take(&mut self) -> Option<Vec<u8>> {
+        self.0.pop()
+    }
+
+    fn keep(&mut self, buf: Vec<u8>) {
+        if buf.len() == READ_CHUNK && self.0.len() < SPARE_BUFS {
+            self.0.push(buf);
+        }
+    }
+}
 
 impl InBuf {
     /// Unconsumed bytes.
@@ -177,12 +199,16 @@ impl InBuf {
     fn read_with(
         &mut self,
         limit: usize,
+        spare: &mut SpareBufs,
         read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
     ) -> io::Result<(usize, bool)> {
         if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.buf.is_empty() {
+            self.buf = spare.take().unwrap_or_default();
         }
         if self.end == self.buf.len() {
             let want = (self.buf.len() * 2).clamp(READ_CHUNK, limit.max(READ_CHUNK));
@@ -194,10 +220,11 @@ impl InBuf {
         Ok((n, n < room))
     }
 
-    /// Frees the buffer if nothing is left in it, so idle connections hold none.
-    pub(crate) fn release_if_empty(&mut self) {
+    /// Gives the buffer up (to `spare`, or freed) if nothing is left in it, so idle
+    /// connections hold none.
+    pub(crate) fn release_if_empty(&mut self, spare: &mut SpareBufs) {
         if self.start == self.end && !self.buf.is_empty() {
-            self.buf = Vec::new();
+            spare.keep(std::mem::take(&mut self.buf));
             self.start = 0;
             self.end = 0;
         }
@@ -264,6 +291,11 @@ impl<S: Service> Flusher<S> {
 
 /// Frames gathered into one `write_vectored` call.
 const MAX_IOV: usize = 64;
+
+/// Up to this many frames are written from a small slice array: clearing the full
+/// `MAX_IOV` one (1 KiB) cost more than the rest of a one-frame flush, and one frame
+/// per write is what a paced room delivers to each member.
+const SMALL_IOV: usize = 4;
 
 impl<S: Service> Conn<S> {
     pub(crate) fn new(
@@ -386,18 +418,10 @@ impl<S: Service> Conn<S> {
                 scratch.clear();
                 scratch.extend(out.queue.iter().take(MAX_IOV).cloned());
             }
-            let mut offered = 0;
-            let result = {
-                let mut slices: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-                for (slot, frame) in slices.iter_mut().zip(scratch.iter()) {
-                    *slot = IoSlice::new(frame);
-                    offered += frame.len();
-                }
-                if let Some(head) = scratch.first() {
-                    slices[0] = IoSlice::new(&head[head_written..]);
-                    offered -= head_written;
-                }
-                self.write_out(&slices[..scratch.len()])
+            let (result, offered) = if scratch.len() <= SMALL_IOV {
+                self.write_frames::<SMALL_IOV>(scratch, head_written)
+            } else {
+                self.write_frames::<MAX_IOV>(scratch, head_written)
             };
             scratch.clear();
             let mut out = self.out.lock();
@@ -419,7 +443,8 @@ impl<S: Service> Conn<S> {
                     if resume_reading {
                         out.read_blocked = false;
                     }
-                    let drained_close = if out.queue.is_empty() && !self.tls_output_pending() {
+                    let drained = out.queue.is_empty() && !self.tls_output_pending();
+                    let drained_close = if drained {
                         out.close_when_drained
                     } else {
                         None
@@ -439,6 +464,9 @@ impl<S: Service> Conn<S> {
                         self.want_write();
                         return;
                     }
+                    if drained {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drop(out);
@@ -455,6 +483,26 @@ impl<S: Service> Conn<S> {
                 }
             }
         }
+    }
+
+    /// Writes `frames` in one call, the first from byte `skip` on (`N` >= the number of
+    /// frames). Returns the write's result and the bytes offered.
+    fn write_frames<const N: usize>(
+        &self,
+        frames: &[Bytes],
+        skip: usize,
+    ) -> (io::Result<usize>, usize) {
+        let mut slices = [IoSlice::new(&[]); N];
+        let mut offered = 0;
+        for (slot, frame) in slices.iter_mut().zip(frames) {
+            *slot = IoSlice::new(frame);
+            offered += frame.len();
+        }
+        if let Some(head) = frames.first() {
+            slices[0] = IoSlice::new(&head[skip..]);
+            offered -= skip;
+        }
+        (self.write_out(&slices[..frames.len()]), offered)
     }
 
     /// Writes plaintext: straight to the socket, or through TLS. Returns how much of
@@ -643,13 +691,19 @@ impl<S: Service> Conn<S> {
     }
 
     /// Reads once into the inbound buffer.
-    pub(crate) fn read_into(&self, inbuf: &mut InBuf, limit: usize) -> io::Result<Received> {
+    pub(crate) fn read_into(
+        &self,
+        inbuf: &mut InBuf,
+        limit: usize,
+        spare: &mut SpareBufs,
+    ) -> io::Result<Received> {
         let (n, drained) = match &self.tls {
-            None => inbuf.read_with(limit, |buf| (&self.socket).read(buf))?,
+            None => inbuf.read_with(limit, spare, |buf| (&self.socket).read(buf))?,
             // rustls hands out one record's plaintext at a time: a short read says
             // nothing about the socket.
             Some(tls) => {
-                let (n, _) = inbuf.read_with(limit, |buf| self.read_tls(&mut tls.lock(), buf))?;
+                let (n, _) =
+                    inbuf.read_with(limit, spare, |buf| self.read_tls(&mut tls.lock(), buf))?;
                 (n, false)
             }
         };

@@ -8,7 +8,7 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Receiver;
 
-use crate::conn::{CloseReason, Conn, Flusher, InBuf, pending};
+use crate::conn::{CloseReason, Conn, Flusher, InBuf, SpareBufs, pending};
 use crate::reactor::{Reactor, Task};
 use crate::service::{Flow, Service};
 
@@ -37,9 +37,10 @@ pub(crate) fn spawn<S: Service>(
 
 fn work<S: Service>(jobs: &Receiver<Task<S>>, reactor: &Reactor<S>, service: &S) {
     let mut flusher = Flusher::default();
+    let mut spare = SpareBufs::default();
     while let Ok(Task::Run(conn)) = jobs.recv() {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            run_job(&conn, reactor, service, &mut flusher);
+            run_job(&conn, reactor, service, &mut flusher, &mut spare);
         }));
         if outcome.is_err() {
             // A bug in a handler costs that one connection, not the worker or the server.
@@ -65,6 +66,7 @@ fn run_job<S: Service>(
     reactor: &Reactor<S>,
     service: &S,
     flusher: &mut Flusher<S>,
+    spare: &mut SpareBufs,
 ) {
     while let Some((bits, reason)) = conn.take_pending() {
         if bits & pending::CLOSE != 0 {
@@ -91,13 +93,13 @@ fn run_job<S: Service>(
             if bits & pending::READ != 0 {
                 conn.set_blocked(false);
             }
-            yielded = read(conn, &mut io, service, flusher);
+            yielded = read(conn, &mut io, service, flusher, spare);
             if conn.is_tls() {
                 // Reading may have produced handshake replies or alerts to send.
                 conn.flush(flusher.scratch());
             }
         }
-        InBuf::release_if_empty(&mut io.inbuf);
+        io.inbuf.release_if_empty(spare);
         drop(io);
         flusher.flush_all();
         if yielded {
@@ -114,6 +116,7 @@ fn read<S: Service>(
     io: &mut crate::conn::Io<S>,
     service: &S,
     flusher: &mut Flusher<S>,
+    spare: &mut SpareBufs,
 ) -> bool {
     let limit = service.read_limit();
     for _ in 0..READS_PER_JOB {
@@ -124,7 +127,7 @@ fn read<S: Service>(
             conn.set_blocked(true);
             return false;
         }
-        match conn.read_into(&mut io.inbuf, limit) {
+        match conn.read_into(&mut io.inbuf, limit, spare) {
             Ok(got) if got.bytes == 0 => {
                 // The partial frame in the buffer is dropped; what was answered is sent.
                 conn.close_when_drained(CloseReason::Eof, None);
