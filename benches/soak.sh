@@ -4,7 +4,7 @@
 # over-long lines and reconnecting clients (examples/soak.rs drives it). Prints the
 # driver's figures (connections, messages, faults by kind, lost = N, server RSS before,
 # peak and after) and fails if anything was lost or the server's log shows a panic.
-# Not part of CI (.ci/run); the light version is tests/soak.rs.
+# Not part of CI (.ci/run); tests/soak.rs runs the same example for a few seconds.
 #
 # Usage: benches/soak.sh            (env: SOAK_SECS, SOAK_CONNS, SOAK_RATE, SOAK_PORT,
 #                                    SOAK_STORE=memory|disk, default memory)

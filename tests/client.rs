@@ -4,15 +4,16 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
+use common::example;
 use parlor::client::{Event, HistoryQuery, Joined, MAX_LINE, Message, RoomInfo, Sent, Whoami};
 use parlor::{Client, ClientError, Config, ErrorCode, Mode, Server, Storage};
 use serde_json::{Value, json};
+
+mod common;
 
 /// Long enough for a loaded CI machine; only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(10);
@@ -594,41 +595,6 @@ fn bad_frames_are_protocol_errors() {
     }
     drop(client);
     server.join().unwrap();
-}
-
-/// The path of an example binary, built on first use.
-///
-/// `cargo test` builds the examples but `cargo test --test client` does not, so the
-/// test builds them itself; once they are fresh that is a quick no-op. They land next
-/// to this test's own profile directory (`target/<profile>/deps/..`), which is where
-/// the binaries are looked for.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .ok_or("test binary outside target/<profile>/deps")?;
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let status = Command::new(env!("CARGO"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "--profile", &profile])
-            .args(["--example", "echo_client", "--example", "multi_client"])
-            .status()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("building the examples failed: {status}"));
-        }
-        Ok(profile_dir.join("examples"))
-    });
-    match dir {
-        Ok(dir) => dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)),
-        Err(e) => panic!("{e}"),
-    }
 }
 
 fn run(name: &str, args: &[&str], stdin: &[u8]) -> Output {

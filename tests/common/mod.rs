@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: starting a server on a free port, a
-//! line-oriented client over a raw `TcpStream`, and a few chat shortcuts.
+//! line-oriented client over a raw `TcpStream`, a few chat shortcuts, and the example
+//! binaries.
 //!
 //! Every read has a deadline, so a hung server fails a test in seconds.
 #![allow(dead_code)]
@@ -7,7 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::{Condvar, Mutex};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use parlor::{Config, Mode, Server, ServerHandle, Storage};
@@ -637,4 +640,40 @@ pub fn read_exact_until(stream: &mut TcpStream, len: usize, deadline: Instant) -
         }
     }
     out
+}
+
+/// The path of an example binary, built on first use.
+///
+/// `cargo test` builds the examples but `cargo test --test client` does not, so the
+/// test builds them itself; once they are fresh that is a quick no-op. They land next
+/// to this test's own profile directory (`target/<profile>/deps/..`), which is where
+/// the binaries are looked for.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .ok_or("test binary outside target/<profile>/deps")?;
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let status = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--profile", &profile])
+            .args(["--example", "echo_client", "--example", "multi_client"])
+            .args(["--example", "soak"])
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the examples failed: {status}"));
+        }
+        Ok(profile_dir.join("examples"))
+    });
+    match dir {
+        Ok(dir) => dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)),
+        Err(e) => panic!("{e}"),
+    }
 }
