@@ -807,15 +807,7 @@ impl Drop for Reaper {
 }
 
 fn spawn_binary(extra: &[&str]) -> (Reaper, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--bcrypt-cost",
-            "4",
-        ])
+    let mut child = common::serve_command()
         .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -178,15 +178,7 @@ fn metrics_are_served_in_prometheus_text_format() {
 fn logs_never_show_a_password_or_a_session_token() {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--bcrypt-cost",
-            "4",
-        ])
+    let mut child = common::serve_command()
         .env("RUST_LOG", "trace")
         .stderr(Stdio::piped())
         .spawn()

@@ -477,15 +477,7 @@ fn the_commands_gen_cert_prints_work() {
     let (cert, key) = (format!("{out}/cert.pem"), format!("{out}/key.pem"));
 
     // `parlor serve --tls-cert ... --tls-key ...`, on a free port and in memory.
-    let server = Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--in-memory",
-            "--bcrypt-cost",
-            "4",
-        ])
+    let server = common::serve_command()
         .args(["--tls-cert", &cert, "--tls-key", &key])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
