@@ -4,9 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::store::SyncMode;
-pub use crate::tls::TlsConfig;
-
 /// What the server does with the bytes it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -23,6 +20,29 @@ pub enum Storage {
     InMemory,
     /// A data directory (created if missing).
     Dir(PathBuf),
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `synchronous=NORMAL`: a commit survives the process crashing, not the machine
+    /// losing power (the last commits may be lost then, never corrupted).
+    Normal,
+    /// `synchronous=FULL`: a commit also survives power loss; each commit waits for
+    /// an fsync.
+    Full,
+}
+
+/// Where a server's certificate and key are, and where it serves TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM (leaf first, as `fullchain.pem`).
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// `None`: every connection on the main address is TLS. `Some(addr)`: the main
+    /// address stays plain and `addr` serves TLS beside it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::conn::{CloseReason, Conn, Flusher, Io};
-use crate::service::{Flow, Service};
+use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
+use crate::transport::service::{Flow, Service};
 
 /// The echo service. It has no framing, so it stops reading a client whose outbound
 /// queue is full instead of buffering without limit.

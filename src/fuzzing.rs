@@ -3,8 +3,8 @@
 //! splitter and request parser, so they can be driven without a socket. Not part of
 //! the API; they may change or go away in any release.
 
-use crate::framing::{Split, Splitter};
-use crate::protocol::{self, OpKind};
+use crate::protocol::framing::{Split, Splitter};
+use crate::protocol::json::{self as protocol, OpKind};
 
 /// One thing the splitter makes of a byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,37 +55,27 @@
 //! may refuse it): see [`ServerBuilder`]. `examples/custom_server.rs` is a complete
 //! dice server.
 
-mod accounts;
-pub mod certs;
 mod chat;
+pub mod cli;
 pub mod client;
-mod command;
 pub mod config;
-mod conn;
 mod echo;
 pub mod error_code;
-mod fdlimit;
-mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
-mod hasher;
 mod metrics;
-mod poller;
 mod protocol;
-mod reactor;
-mod room;
 mod server;
-mod service;
 mod store;
-pub mod terminal;
-mod tls;
-mod worker;
+mod transport;
 
+pub use chat::command::{CommandError, Context, RoomMessage};
+pub use cli::{certs, terminal};
 pub use client::{
     Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
 };
-pub use command::{CommandError, Context, RoomMessage};
+pub use config::SyncMode;
 pub use config::{Config, Mode, Storage, TlsConfig};
 pub use error_code::ErrorCode;
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
-pub use store::{StoreError, SyncMode};
+pub use store::StoreError;

@@ -12,15 +12,15 @@ use polling::Poller;
 use serde::de::DeserializeOwned;
 
 use crate::chat::Chat;
-use crate::command::{CommandError, Context, Extensions, Handler, RoomMessage};
+use crate::chat::command::{CommandError, Context, Extensions, Handler, RoomMessage};
 use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
-use crate::poller::{self, Listener, PollerSetup};
-use crate::protocol::OpKind;
-use crate::reactor::Reactor;
-use crate::service::Service;
+use crate::protocol::json::OpKind;
 use crate::store::{Store, StoreError};
-use crate::worker;
+use crate::transport::poller::{self, Listener, PollerSetup};
+use crate::transport::reactor::Reactor;
+use crate::transport::service::Service;
+use crate::transport::worker;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug)]
@@ -125,7 +125,7 @@ impl Server {
 
     fn bind_with(config: Config, extensions: Extensions) -> Result<Server, ServerError> {
         validate(&config)?;
-        if let Some(warning) = crate::fdlimit::fit(config.max_conns) {
+        if let Some(warning) = crate::transport::fdlimit::fit(config.max_conns) {
             log::warn!("{warning}");
         }
         let store = match (config.mode, &config.storage) {
@@ -139,7 +139,7 @@ impl Server {
             Mode::Chat => Some(Chat::new(&config, store, extensions).map_err(ServerError::Store)?),
         };
         let tls = match &config.tls {
-            Some(tls) => Some(crate::tls::server_config(tls).map_err(ServerError::Tls)?),
+            Some(tls) => Some(crate::transport::tls::server_config(tls).map_err(ServerError::Tls)?),
             None => None,
         };
         let (main, local_addr) = listen(config.addr)?;

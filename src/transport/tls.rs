@@ -3,11 +3,13 @@
 //! the same poller and workers as plain ones (see `conn.rs`): no blocking stream, no
 //! thread per connection.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
+
+use crate::config::TlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -16,18 +18,6 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Encrypted bytes rustls may hold for one connection before the plaintext queue
 /// waits; the outbound limit (`max_outbound`) still applies to the plaintext.
 pub(crate) const TLS_BUFFER: usize = 256 * 1024;
-
-/// Where a server's certificate and key are, and where it serves TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// The certificate chain, PEM (leaf first, as `fullchain.pem`).
-    pub cert: PathBuf,
-    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// `None`: every connection on the main address is TLS. `Some(addr)`: the main
-    /// address stays plain and `addr` serves TLS beside it.
-    pub listen: Option<std::net::SocketAddr>,
-}
 
 /// Reads the certificate chain and key and builds the rustls settings (ring provider).
 pub(crate) fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::accounts::User;
+use crate::chat::accounts::User;
 use crate::chat::{Chat, Peer};
-use crate::conn::Flusher;
-use crate::protocol::{self, HistoryQuery, MessageEvent};
+use crate::protocol::json::{self as protocol, HistoryQuery, MessageEvent};
 use crate::store::MessageRow;
+use crate::transport::conn::Flusher;
 
 /// Most bytes of messages one `history` response holds.
 const HISTORY_MAX_BYTES: usize = 1 << 20;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::chat::{Chat, Effect, Peer, RoomEvent};
+use crate::chat::effects::{Effect, RoomEvent};
+use crate::chat::{Chat, Peer};
 use crate::error_code::ErrorCode;
-use crate::protocol;
+use crate::protocol::json as protocol;
 
 /// An error a command or a hook answers with: a code (a built-in one, or one of your
 /// own, such as `"moderated"`) and a sentence for people.

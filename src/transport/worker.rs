@@ -8,9 +8,9 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::Receiver;
 
-use crate::conn::{CloseReason, Conn, Flusher, InBuf, SpareBufs, pending};
-use crate::reactor::{Reactor, Task};
-use crate::service::{Flow, Service};
+use crate::transport::conn::{CloseReason, Conn, Flusher, InBuf, SpareBufs, pending};
+use crate::transport::reactor::{Reactor, Task};
+use crate::transport::service::{Flow, Service};
 
 /// Reads one job may do before it yields the worker to other connections.
 const READS_PER_JOB: usize = 16;
@@ -113,7 +113,7 @@ fn run_job<S: Service>(
 /// parks, or the job has had its share. Returns true when the job should yield.
 fn read<S: Service>(
     conn: &Arc<Conn<S>>,
-    io: &mut crate::conn::Io<S>,
+    io: &mut crate::transport::conn::Io<S>,
     service: &S,
     flusher: &mut Flusher<S>,
     spare: &mut SpareBufs,

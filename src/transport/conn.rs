@@ -26,8 +26,8 @@ use parking_lot::{Mutex, MutexGuard};
 use polling::Event;
 use rustls::ServerConnection;
 
-use crate::reactor::Reactor;
-use crate::service::Service;
+use crate::transport::reactor::Reactor;
+use crate::transport::service::Service;
 
 /// Why a connection is closed; chat mode tells the client in a `closing` event for
 /// the reasons it names.
@@ -537,7 +537,7 @@ impl<S: Service> Conn<S> {
 
     /// Whether the connection is TLS and its handshake has not finished in time.
     pub(crate) fn handshake_overdue(&self, now_ms: u64) -> bool {
-        let limit = crate::tls::HANDSHAKE_TIMEOUT.as_millis() as u64;
+        let limit = crate::transport::tls::HANDSHAKE_TIMEOUT.as_millis() as u64;
         now_ms.saturating_sub(self.opened_ms) >= limit
             && self
                 .tls

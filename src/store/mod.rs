@@ -20,6 +20,7 @@ use fs2::FileExt;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
 
+use crate::config::SyncMode;
 use crate::metrics::StoreMetrics;
 
 /// The schema version this binary writes (`PRAGMA user_version`).
@@ -35,17 +36,6 @@ const BACKLOG_LOW: usize = BACKLOG_HIGH / 2;
 pub(crate) const DB_FILE: &str = "parlor.db";
 /// The lock file that keeps a second server off the same data directory.
 const LOCK_FILE: &str = "parlor.lock";
-
-/// How hard a commit waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// `synchronous=NORMAL`: a commit survives the process crashing, not the machine
-    /// losing power (the last commits may be lost then, never corrupted).
-    Normal,
-    /// `synchronous=FULL`: a commit also survives power loss; each commit waits for
-    /// an fsync.
-    Full,
-}
 
 /// Why the store could not open or write.
 #[derive(Debug)]
@@ -136,6 +126,8 @@ pub(crate) enum Write {
         from: String,
         text: String,
         ts: u64,
+        /// Most kept for one recipient: the oldest beyond it are dropped.
+        cap: usize,
     },
     /// The recipient's kept direct messages were delivered.
     ClearDms {
@@ -631,7 +623,13 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
             )?
             .execute(params![room, seq])?;
         }
-        Write::KeepDm { to, from, text, ts } => {
+        Write::KeepDm {
+            to,
+            from,
+            text,
+            ts,
+            cap,
+        } => {
             tx.prepare_cached(
                 "INSERT INTO pending_dms (recipient, sender, text, ts) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -641,7 +639,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
                 "DELETE FROM pending_dms WHERE recipient = ?1 AND id NOT IN
                  (SELECT id FROM pending_dms WHERE recipient = ?1 ORDER BY id DESC LIMIT ?2)",
             )?
-            .execute(params![to, crate::accounts::INBOX_CAP as i64])?;
+            .execute(params![to, i64::try_from(*cap).unwrap_or(i64::MAX)])?;
         }
         Write::ClearDms { to } => {
             tx.prepare_cached("DELETE FROM pending_dms WHERE recipient = ?1")?

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::conn::{CloseReason, Conn, Flusher, Io};
+use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
 
 /// What the transport does after the service has consumed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

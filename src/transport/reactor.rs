@@ -10,9 +10,9 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use polling::Poller;
 
-use crate::conn::Conn;
 use crate::metrics::TransportMetrics;
-use crate::service::Service;
+use crate::transport::conn::Conn;
+use crate::transport::service::Service;
 
 /// A unit of work for the worker pool.
 pub(crate) enum Task<S: Service> {

@@ -18,10 +18,10 @@ use polling::{Event, Events};
 
 use rustls::ServerConnection;
 
-use crate::conn::{CloseReason, Conn, pending};
-use crate::reactor::Reactor;
-use crate::service::Service;
-use crate::tls::TLS_BUFFER;
+use crate::transport::conn::{CloseReason, Conn, pending};
+use crate::transport::reactor::Reactor;
+use crate::transport::service::Service;
+use crate::transport::tls::TLS_BUFFER;
 
 /// Poller keys below this are listeners (by index); connections count up from it and
 /// never reuse a key.

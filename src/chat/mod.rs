@@ -1,0 +1,420 @@
+//! The chat layer: accounts, rooms, direct messages and history, behind the service
+//! seam the transport calls (`Service` for `Chat`, at the end of this file).
+//!
+//! This file holds the service and its per-connection state; `ops/` the operations,
+//! one file per family; `effects` what they cause and when it runs (after the store's
+//! commit); `accounts`, `room` and `hasher` the state they work on; `command` the
+//! embedding API. Files below this one use its shared items (`Chat`, `Session`,
+//! `Peer`, the name rules); it uses theirs only through their public items.
+
+pub(crate) mod accounts;
+pub(crate) mod command;
+pub(crate) mod effects;
+mod hasher;
+mod limiter;
+mod ops;
+pub(crate) mod room;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde_json::value::RawValue;
+
+use crate::chat::accounts::{Accounts, TokenHash, User};
+use crate::chat::command::{CommandError, Extensions, Hooks};
+use crate::chat::effects::{Deferred, Out, run_committed};
+use crate::chat::hasher::Hasher;
+use crate::chat::limiter::FrameLimiter;
+use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
+use crate::chat::room::Room;
+use crate::config::Config;
+use crate::error_code::ErrorCode;
+use crate::metrics::ChatMetrics;
+use crate::protocol::framing::{Split, Splitter};
+use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent, OpKind};
+use crate::store::{Snapshot, Store};
+use crate::transport::conn::{CloseReason, Conn, Flusher, Io, pending};
+use crate::transport::service::{Flow, Service};
+
+/// A logged-in connection as the chat state sees it: where its events are queued.
+pub(crate) type Peer = Arc<Conn<Chat>>;
+
+/// The first byte of a TLS handshake record: a TLS client on the plain port.
+const TLS_HANDSHAKE: u8 = 0x16;
+/// Longest room topic, in bytes.
+const MAX_TOPIC: usize = 256;
+const MAX_USER_NAME: usize = 32;
+const MAX_ROOM_NAME: usize = 64;
+const MIN_PASSWORD: usize = 8;
+/// bcrypt reads no further than this.
+const MAX_PASSWORD: usize = 72;
+
+/// The chat service and all chat state.
+pub(crate) struct Chat {
+    /// Every op by name: built-in or the embedder's.
+    ops: HashMap<String, Op>,
+    metrics: Arc<ChatMetrics>,
+    hooks: Hooks,
+    accounts: Accounts,
+    rooms: RwLock<BTreeMap<String, Arc<Room>>>,
+    hasher: Hasher,
+    /// Where changes are made durable; `None` keeps everything in memory only.
+    store: Option<Store<Deferred>>,
+    /// Hashed for logins of unknown users, so they take as long as wrong passwords.
+    dummy_hash: Arc<str>,
+    bcrypt_cost: u32,
+    max_frame: usize,
+    max_text: usize,
+    max_frame_rate: u32,
+    max_rooms: usize,
+    max_room_members: usize,
+    history_cap: usize,
+}
+
+/// One connection's chat state.
+pub(crate) struct Session {
+    splitter: Splitter,
+    login: Option<Login>,
+    /// A password hash finished by the hashing pool, waiting to be applied.
+    hashed: Option<Hashed>,
+    /// The first bytes have been looked at (for a TLS client on the plain port).
+    greeted: bool,
+    /// The per-connection frame rate limit.
+    limiter: FrameLimiter,
+    /// Submissions to the store that carry this connection's answers and have not
+    /// been committed yet: while there are any, later answers queue behind them.
+    in_store: Arc<AtomicUsize>,
+}
+
+struct Login {
+    user: Arc<User>,
+    token: TokenHash,
+}
+
+impl Chat {
+    /// The chat service, with the state read back from `store` (or empty, in memory).
+    pub(crate) fn new(
+        config: &Config,
+        store: Option<(Store<Deferred>, Snapshot)>,
+        extensions: Extensions,
+    ) -> Result<Chat, crate::store::StoreError> {
+        let dummy_hash = bcrypt::hash("parlor-dummy-password", config.bcrypt_cost)
+            .expect("bcrypt cost was validated");
+        let (store, snapshot) = match store {
+            Some((store, snapshot)) => (Some(store), snapshot),
+            None => (None, Snapshot::default()),
+        };
+        // One dispatch table: the built-in ops, then the embedder's commands (whose
+        // names the builder checked against these).
+        let mut ops: HashMap<String, Op> = OpKind::ALL
+            .iter()
+            .map(|&(name, kind)| (name.to_owned(), Op::Builtin(kind)))
+            .collect();
+        for (name, handler) in extensions.commands {
+            ops.insert(name, Op::Custom(handler));
+        }
+        let mut chat = Chat {
+            ops,
+            metrics: Arc::new(ChatMetrics::new(OpKind::ALL.iter().map(|&(name, _)| name))),
+            hooks: extensions.hooks,
+            accounts: Accounts::new(config.session_ttl),
+            rooms: RwLock::new(BTreeMap::new()),
+            hasher: Hasher::new(config.hash_threads, config.hash_queue),
+            store,
+            dummy_hash: dummy_hash.into(),
+            bcrypt_cost: config.bcrypt_cost,
+            max_frame: config.max_frame,
+            max_text: config.max_text,
+            max_frame_rate: config.max_frame_rate,
+            max_rooms: config.max_rooms,
+            max_room_members: config.max_room_members,
+            history_cap: 0,
+        };
+        // With a store, memory keeps the newest messages and the store the rest;
+        // without one, memory is the only copy and keeps them all.
+        chat.history_cap = if chat.store.is_some() {
+            config.history_len
+        } else {
+            usize::MAX
+        };
+        chat.restore(snapshot);
+        if let Some(store) = &mut chat.store {
+            let metrics = Arc::clone(&chat.metrics);
+            store.start(move |batch| run_committed(batch, &metrics))?;
+        }
+        Ok(chat)
+    }
+
+    fn restore(&self, snapshot: Snapshot) {
+        for (name, hash) in snapshot.users {
+            let _ = self.accounts.insert(&name, hash, |_| {});
+        }
+        let mut rooms = self.rooms.write();
+        for row in snapshot.rooms {
+            let recent = row
+                .recent
+                .iter()
+                .map(|m| (m.seq, room::encode_message(&row.name, m)))
+                .collect();
+            let last_ts = row.recent.last().map_or(0, |m| m.ts);
+            let room = Room::new(
+                &row.name,
+                row.topic,
+                row.last_seq,
+                last_ts,
+                recent,
+                self.history_cap,
+            );
+            {
+                let mut state = room.state.lock();
+                for user in row
+                    .members
+                    .iter()
+                    .filter_map(|name| self.accounts.user(name))
+                {
+                    state.add_member(&user);
+                    user.rooms.lock().insert(row.name.clone());
+                }
+            }
+            rooms.insert(row.name, Arc::new(room));
+        }
+        for (to, from, text, ts) in snapshot.dms {
+            if let Some(user) = self.accounts.user(&to) {
+                let event = protocol::event(
+                    "dm",
+                    &DmEvent {
+                        from: &from,
+                        text: &text,
+                        ts,
+                    },
+                );
+                user.inbox.lock().push_back(event);
+            }
+        }
+        for (hash, name) in snapshot.sessions {
+            if let Some(user) = self.accounts.user(&name) {
+                self.accounts.restore_session(hash, user);
+            }
+        }
+    }
+
+    /// Handles every complete frame in the buffer, stopping early to park or quit.
+    fn process(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
+        let Io { inbuf, session } = io;
+        let owner = Arc::clone(&session.in_store);
+        let mut out = Out::new(flusher, &self.metrics, self.store.as_ref(), &owner);
+        // One clock reading serves every frame of this read.
+        let now = Instant::now();
+        loop {
+            match session.splitter.next(inbuf.data()) {
+                Split::Frame { end, next } => {
+                    self.metrics.frames_in.inc();
+                    let frame = &inbuf.data()[..end];
+                    let step = if session.limiter.admit(now) {
+                        self.handle(conn, session, frame, &mut out)
+                    } else if session.limiter.flooding() {
+                        log::warn!("conn {}: closing a client that keeps flooding", conn.key);
+                        conn.abort(CloseReason::Flood);
+                        return Flow::Stop;
+                    } else {
+                        let id = protocol::parse_head(frame).ok().and_then(|head| head.id);
+                        let message = "too many frames; slow down";
+                        out.reply(conn, self.error(id, &ErrorCode::RateLimited, message));
+                        Step::Next
+                    };
+                    inbuf.consume(next);
+                    match step {
+                        Step::Next => {}
+                        Step::Park => return Flow::Park,
+                        Step::Quit => return Flow::Stop,
+                    }
+                }
+                Split::TooLarge { next } => {
+                    inbuf.consume(next);
+                    let message = format!("the frame is longer than {} bytes", self.max_frame);
+                    out.reply(conn, self.error(None, &ErrorCode::FrameTooLarge, &message));
+                }
+                Split::Skip { next } => inbuf.consume(next),
+                Split::Incomplete => break,
+            }
+        }
+        // When the writer falls behind, stop reading this client until it catches up.
+        let waker = Arc::clone(conn);
+        match &self.store {
+            Some(store) if store.wait_if_behind(move || waker.schedule(pending::WAKE)) => {
+                Flow::Park
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
+        let started = Instant::now();
+        match protocol::parse_head(frame) {
+            Ok(head) => {
+                let step = self.dispatch(conn, session, &head, out);
+                self.metrics.handled(&head.op, started.elapsed());
+                step
+            }
+            Err(fault) => {
+                out.reply(conn, self.error(fault.id, &fault.code, &fault.message));
+                Step::Next
+            }
+        }
+    }
+
+    /// An error response, counted for `/metrics`.
+    fn error(&self, id: Option<&RawValue>, code: &ErrorCode, message: &str) -> Bytes {
+        self.metrics.error(code.as_str());
+        protocol::error(id, code, message)
+    }
+
+    /// Runs a hook; a panic in it is reported as `internal`.
+    fn hook<T>(
+        &self,
+        name: &str,
+        call: impl FnOnce() -> Result<T, CommandError>,
+    ) -> Result<T, Failure> {
+        match panic::catch_unwind(AssertUnwindSafe(call)) {
+            Ok(result) => result.map_err(|e| (e.code, e.message)),
+            Err(_) => {
+                log::error!("the `{name}` hook panicked");
+                fail(ErrorCode::Internal, "the server's hook failed")
+            }
+        }
+    }
+
+    /// The room of that name, for an embedder's command.
+    pub(crate) fn room_named(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.read().get(name).cloned()
+    }
+
+    /// The user of that name, for an embedder's command.
+    pub(crate) fn user_named(&self, name: &str) -> Option<Arc<User>> {
+        self.accounts.user(name)
+    }
+}
+
+/// The login of a session that passed the authentication gate.
+fn logged_in(session: &Session) -> &Login {
+    session
+        .login
+        .as_ref()
+        .expect("ops that need a login are gated before they run")
+}
+
+/// User and room names: `max` bytes at most of `[A-Za-z0-9_.-]`, at least one.
+fn valid_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Service for Chat {
+    type Session = Session;
+    const BACKPRESSURE: bool = false;
+
+    fn read_limit(&self) -> usize {
+        self.max_frame
+    }
+
+    fn open(&self, peer: SocketAddr) -> Session {
+        if let Some(hook) = &self.hooks.opened {
+            let _ = self.hook("open", || {
+                hook(peer);
+                Ok(())
+            });
+        }
+        Session {
+            splitter: Splitter::new(self.max_frame),
+            login: None,
+            hashed: None,
+            greeted: false,
+            limiter: FrameLimiter::new(self.max_frame_rate),
+            in_store: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn input(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
+        if !io.session.greeted {
+            io.session.greeted = true;
+            if io.inbuf.data().first() == Some(&TLS_HANDSHAKE) {
+                log::info!(
+                    "conn {}: TLS handshake on the plain port; closing",
+                    conn.key
+                );
+                conn.request_close(CloseReason::Error);
+                return Flow::Stop;
+            }
+        }
+        self.process(conn, io, flusher)
+    }
+
+    fn wake(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
+        if let Some(hashed) = io.session.hashed.take() {
+            let owner = Arc::clone(&io.session.in_store);
+            let mut out = Out::new(&mut *flusher, &self.metrics, self.store.as_ref(), &owner);
+            self.finish_hashed(conn, &mut io.session, hashed, &mut out);
+        }
+        self.process(conn, io, flusher)
+    }
+
+    fn closed(&self, conn: &Peer, session: &mut Session, _reason: CloseReason) {
+        if let Some(hook) = &self.hooks.closed {
+            let user = session.login.as_ref().map(|l| l.user.name.as_str());
+            let _ = self.hook("close", || {
+                hook(conn.peer, user);
+                Ok(())
+            });
+        }
+        self.log_out(conn, session);
+    }
+
+    fn closing_frame(reason: CloseReason) -> Option<Bytes> {
+        match reason {
+            CloseReason::SlowConsumer
+            | CloseReason::IdleTimeout
+            | CloseReason::Shutdown
+            | CloseReason::Flood => Some(protocol::event(
+                "closing",
+                &ClosingEvent {
+                    reason: reason.as_str(),
+                },
+            )),
+            CloseReason::Eof
+            | CloseReason::Quit
+            | CloseReason::Error
+            | CloseReason::HandshakeTimeout => None,
+        }
+    }
+
+    fn server_full_frame() -> Option<Bytes> {
+        Some(protocol::event(
+            "closing",
+            &ClosingEvent {
+                reason: "server_full",
+            },
+        ))
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out, self.hasher.queued());
+        if let Some(store) = &self.store {
+            store.metrics().render(out);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Accounts and sessions: `signup`, `login` (both hashed off the workers), `resume`,
+//! `logout`, `whoami`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::chat::accounts::{TokenHash, User};
+use crate::chat::effects::{Effect, Out};
+use crate::chat::ops::{Failure, fail};
+use crate::chat::{
+    Chat, Login, MAX_PASSWORD, MAX_USER_NAME, MIN_PASSWORD, Peer, Session, logged_in, now_ms,
+    valid_name,
+};
+use crate::error_code::ErrorCode;
+use crate::protocol::json::Reply;
+use crate::store::Write;
+use crate::transport::conn::pending;
+
+/// The result of a `signup` or `login` that went to the hashing pool.
+pub(crate) enum Hashed {
+    Signup {
+        id: Option<Box<RawValue>>,
+        user: String,
+        hash: Option<String>,
+    },
+    Login {
+        id: Option<Box<RawValue>>,
+        user: String,
+        verified: bool,
+    },
+}
+
+impl Chat {
+    pub(crate) fn signup(
+        &self,
+        conn: &Peer,
+        id: Option<&RawValue>,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Failure> {
+        if !valid_name(user, MAX_USER_NAME) {
+            return fail(
+                ErrorCode::BadName,
+                "a user name is 1-32 bytes of A-Z a-z 0-9 _ . -",
+            );
+        }
+        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
+            return fail(ErrorCode::WeakPassword, "a password is 8-72 bytes");
+        }
+        if self.accounts.user(user).is_some() {
+            return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));
+        }
+        let (conn, cost) = (Arc::clone(conn), self.bcrypt_cost);
+        let (id, user, password) = (
+            id.map(RawValue::to_owned),
+            user.to_owned(),
+            password.to_owned(),
+        );
+        self.run_hash(move || {
+            let hash = bcrypt::hash(password, cost).ok();
+            wake_with(&conn, Hashed::Signup { id, user, hash });
+        })
+    }
+
+    pub(crate) fn login(
+        &self,
+        conn: &Peer,
+        id: Option<&RawValue>,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Failure> {
+        if self.accounts.login_limited(user) {
+            return fail(
+                ErrorCode::RateLimited,
+                "too many failed logins for this name; try again in a minute",
+            );
+        }
+        let known = (password.len() <= MAX_PASSWORD)
+            .then(|| self.accounts.user(user))
+            .flatten()
+            .map(|u| u.hash.clone());
+        let conn = Arc::clone(conn);
+        let dummy = Arc::clone(&self.dummy_hash);
+        let (id, user) = (id.map(RawValue::to_owned), user.to_owned());
+        let password = password.as_bytes()[..password.len().min(MAX_PASSWORD)].to_vec();
+        self.run_hash(move || {
+            let verified = match known {
+                Some(hash) => bcrypt::verify(&password, &hash).unwrap_or(false),
+                None => {
+                    // Same work as a real check, so the answer time tells nothing.
+                    let _ = bcrypt::verify(&password, &dummy);
+                    false
+                }
+            };
+            wake_with(&conn, Hashed::Login { id, user, verified });
+        })
+    }
+
+    pub(crate) fn run_hash(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Failure> {
+        self.hasher.try_run(job).or_else(|_| {
+            fail(
+                ErrorCode::ServerBusy,
+                "the server is busy hashing passwords; retry shortly",
+            )
+        })
+    }
+
+    /// Applies a finished hash: the parked `signup` or `login` is answered now.
+    pub(crate) fn finish_hashed(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        hashed: Hashed,
+        out: &mut Out<'_>,
+    ) {
+        match hashed {
+            Hashed::Signup { id, user, hash } => {
+                let id = id.as_deref();
+                let Some(hash) = hash else {
+                    out.reply(
+                        conn,
+                        self.error(id, &ErrorCode::Internal, "password hashing failed"),
+                    );
+                    return;
+                };
+                let stored = hash.clone();
+                let inserted = self.accounts.insert(&user, hash, |_| {
+                    let write = out.durable(|| Write::User {
+                        name: user.clone(),
+                        hash: stored,
+                        created: now_ms(),
+                    });
+                    let ok = Reply::ok(id).field("user", &user).finish();
+                    out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+                });
+                if inserted.is_err() {
+                    let message = format!("the name `{user}` is taken");
+                    out.reply(conn, self.error(id, &ErrorCode::UserExists, &message));
+                }
+            }
+            Hashed::Login { id, user, verified } => {
+                let id = id.as_deref();
+                let account = self.accounts.user(&user).filter(|_| verified);
+                self.accounts.record_login(&user, account.is_some());
+                let counter = if account.is_some() {
+                    &self.metrics.logins_ok
+                } else {
+                    &self.metrics.logins_failed
+                };
+                counter.inc();
+                let Some(account) = account else {
+                    out.reply(
+                        conn,
+                        self.error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
+                    );
+                    return;
+                };
+                let (token, hash) = self.accounts.new_session(&account);
+                log::info!("conn {} logged in as {user}", conn.key);
+                let ok = Reply::ok(id)
+                    .field("user", &user)
+                    .field("session", &token)
+                    .finish();
+                let mut writes = out.durable(|| Write::Session {
+                    hash,
+                    user: user.clone(),
+                });
+                self.log_in(conn, session, account, hash, ok, &mut writes, out);
+            }
+        }
+    }
+
+    pub(crate) fn resume(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        id: Option<&RawValue>,
+        token: &str,
+        out: &mut Out<'_>,
+    ) -> Option<Reply> {
+        let Some((user, hash)) = self.accounts.resume(token) else {
+            out.reply(
+                conn,
+                self.error(
+                    id,
+                    &ErrorCode::AuthFailed,
+                    "unknown, expired or revoked session",
+                ),
+            );
+            return None;
+        };
+        let ok = Reply::ok(id).field("user", &user.name).finish();
+        self.log_in(conn, session, user, hash, ok, &mut Vec::new(), out);
+        None
+    }
+
+    /// Attaches the connection to `user`, answers `ok`, and hands over the direct
+    /// messages kept while the user was offline, right after the answer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn log_in(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        user: Arc<User>,
+        token: TokenHash,
+        ok: Bytes,
+        writes: &mut Vec<Write>,
+        out: &mut Out<'_>,
+    ) {
+        self.log_out(conn, session);
+        let kept = {
+            let mut online = user.online.lock();
+            online.push(Arc::clone(conn));
+            std::mem::take(&mut *user.inbox.lock())
+        };
+        if !kept.is_empty() {
+            writes.extend(out.durable(|| Write::ClearDms {
+                to: user.name.clone(),
+            }));
+        }
+        let mut effects = Vec::with_capacity(kept.len() + 1);
+        effects.push(Effect::Send(Arc::clone(conn), ok));
+        effects.extend(
+            kept.into_iter()
+                .map(|dm| Effect::Send(Arc::clone(conn), dm)),
+        );
+        out.commit(std::mem::take(writes), effects);
+        if let Some(hook) = &self.hooks.logged_in {
+            let _ = self.hook("login", || {
+                hook(&user.name, conn.peer);
+                Ok(())
+            });
+        }
+        session.login = Some(Login { user, token });
+    }
+
+    /// Detaches the connection from its user; returns the token it used.
+    pub(crate) fn log_out(&self, conn: &Peer, session: &mut Session) -> Option<TokenHash> {
+        let login = session.login.take()?;
+        login.user.online.lock().retain(|peer| peer.key != conn.key);
+        self.accounts.release(&login.token);
+        Some(login.token)
+    }
+
+    pub(crate) fn logout(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        id: Option<&RawValue>,
+        out: &mut Out<'_>,
+    ) -> Option<Reply> {
+        let token = self.log_out(conn, session)?;
+        self.accounts.revoke(&token);
+        let write = out.durable(|| Write::RevokeSession { hash: token });
+        out.commit(
+            write,
+            vec![Effect::Send(Arc::clone(conn), Reply::ok(id).finish())],
+        );
+        None
+    }
+
+    pub(crate) fn whoami(&self, session: &Session, id: Option<&RawValue>) -> Option<Reply> {
+        let user = &logged_in(session).user;
+        let rooms: Vec<String> = user.rooms.lock().iter().cloned().collect();
+        Some(
+            Reply::ok(id)
+                .field("user", &user.name)
+                .field("rooms", &rooms),
+        )
+    }
+}
+
+/// Hands a hashing result to the parked connection and wakes its job.
+pub(crate) fn wake_with(conn: &Peer, hashed: Hashed) {
+    conn.io.lock().session.hashed = Some(hashed);
+    conn.schedule(pending::WAKE);
+}

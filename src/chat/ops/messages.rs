@@ -1,0 +1,123 @@
+//! Room messages: `send`, and `history` from memory or the store.
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::chat::command::RoomMessage;
+use crate::chat::effects::{Out, RoomEvent};
+use crate::chat::ops::{Failure, fail};
+use crate::chat::room::{self, HistorySource};
+use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
+use crate::error_code::ErrorCode;
+use crate::protocol::json::{HistoryQuery, Reply};
+use crate::store::Write;
+
+impl Chat {
+    pub(crate) fn send(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        id: Option<&RawValue>,
+        name: &str,
+        text: &str,
+        out: &mut Out<'_>,
+    ) -> Result<Option<Reply>, Failure> {
+        self.check_text(text)?;
+        let room = self.room(name)?;
+        let user = &logged_in(session).user;
+        let mut state = room.state.lock();
+        if !state.is_member(&user.name) {
+            return fail(
+                ErrorCode::NotMember,
+                format!("join `{name}` before sending to it"),
+            );
+        }
+        if let Some(check) = &self.hooks.message {
+            let message = RoomMessage {
+                room: &room.name,
+                from: &user.name,
+                text,
+            };
+            self.hook("message", || check(&message))?;
+        }
+        let (seq, ts, frame) = state.append(&room.name, &user.name, text, now_ms());
+        self.metrics.messages.inc();
+        let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
+        let write = || Write::Message {
+            room: room.name.clone(),
+            seq,
+            from: user.name.clone(),
+            text: text.to_owned(),
+            ts,
+        };
+        let event = RoomEvent::Message {
+            seq,
+            frame,
+            skip_conn: conn.key,
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
+    }
+
+    pub(crate) fn history(
+        &self,
+        session: &Session,
+        id: Option<&RawValue>,
+        name: &str,
+        query: HistoryQuery,
+    ) -> Result<Option<Reply>, Failure> {
+        let room = self.room(name)?;
+        let user = &logged_in(session).user;
+        let source = {
+            let state = room.state.lock();
+            if !state.is_member(&user.name) {
+                return fail(
+                    ErrorCode::NotMember,
+                    format!("join `{name}` to read its history"),
+                );
+            }
+            state.history(query)
+        };
+        let events = match source {
+            HistorySource::Memory(events) => events,
+            HistorySource::Store { after, below } => {
+                let Some(store) = &self.store else {
+                    return fail(ErrorCode::Internal, "history is not available");
+                };
+                let rows = store
+                    .history(&room.name, after, below, query.limit)
+                    .map_err(|e| {
+                        log::error!("history of {name}: {e}");
+                        (
+                            ErrorCode::Internal,
+                            "the history could not be read".to_owned(),
+                        )
+                    })?;
+                let encoded: Vec<Bytes> = rows
+                    .iter()
+                    .map(|row| room::encode_message(&room.name, row))
+                    .collect();
+                if after.is_some() {
+                    room::cap(encoded.iter(), query.limit)
+                } else {
+                    let mut newest_first = room::cap(encoded.iter().rev(), query.limit);
+                    newest_first.reverse();
+                    newest_first
+                }
+            }
+        };
+        Ok(Some(
+            Reply::ok(id).raw_array("messages", events.iter().map(|e| &e[..])),
+        ))
+    }
+
+    pub(crate) fn check_text(&self, text: &str) -> Result<(), Failure> {
+        if text.len() > self.max_text {
+            return fail(
+                ErrorCode::TooLong,
+                format!("a text is at most {} bytes", self.max_text),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Rooms: `create`, `join`, `leave`, `rooms`, `members`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::chat::effects::{Effect, Out, RoomEvent};
+use crate::chat::ops::{Failure, fail};
+use crate::chat::room::Room;
+use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
+use crate::error_code::ErrorCode;
+use crate::protocol::json::{self as protocol, MemberEvent, Reply};
+use crate::store::Write;
+
+impl Chat {
+    pub(crate) fn create(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        id: Option<&RawValue>,
+        room: &str,
+        topic: Option<&str>,
+        out: &mut Out<'_>,
+    ) -> Result<Option<Reply>, Failure> {
+        if !valid_name(room, MAX_ROOM_NAME) {
+            return fail(
+                ErrorCode::BadName,
+                "a room name is 1-64 bytes of A-Z a-z 0-9 _ . -",
+            );
+        }
+        let topic = topic.unwrap_or("");
+        if topic.len() > MAX_TOPIC {
+            return fail(ErrorCode::TooLong, "a topic is at most 256 bytes");
+        }
+        let user = &logged_in(session).user;
+        let mut rooms = self.rooms.write();
+        if rooms.contains_key(room) {
+            return fail(
+                ErrorCode::RoomExists,
+                format!("the room `{room}` exists; `join` it"),
+            );
+        }
+        if rooms.len() >= self.max_rooms {
+            let message = format!("the server holds its maximum of {} rooms", self.max_rooms);
+            return fail(ErrorCode::TooManyRooms, message);
+        }
+        let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
+        created.state.lock().add_member(user);
+        user.rooms.lock().insert(room.to_owned());
+        rooms.insert(room.to_owned(), Arc::new(created));
+        // Still under the rooms lock: the store sees the room before anything in it.
+        let write = out.durable(|| Write::Room {
+            name: room.to_owned(),
+            topic: topic.to_owned(),
+            creator: user.name.clone(),
+            created: now_ms(),
+        });
+        let ok = Reply::ok(id).field("room", room).finish();
+        out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+        Ok(None)
+    }
+
+    pub(crate) fn room(&self, name: &str) -> Result<Arc<Room>, Failure> {
+        match self.rooms.read().get(name) {
+            Some(room) => Ok(Arc::clone(room)),
+            None => fail(ErrorCode::NoSuchRoom, format!("no room is named `{name}`")),
+        }
+    }
+
+    pub(crate) fn join(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        id: Option<&RawValue>,
+        name: &str,
+        out: &mut Out<'_>,
+    ) -> Result<Option<Reply>, Failure> {
+        let room = self.room(name)?;
+        let user = &logged_in(session).user;
+        let mut state = room.state.lock();
+        if !state.is_member(&user.name) && state.members.len() >= self.max_room_members {
+            let message = format!(
+                "`{name}` has its maximum of {} members",
+                self.max_room_members
+            );
+            return fail(ErrorCode::RoomFull, message);
+        }
+        let added = state.add_member(user);
+        let members: Vec<&String> = state.members.keys().collect();
+        let ok = Reply::ok(id)
+            .field("room", &room.name)
+            .field("topic", &state.topic)
+            .field("members", &members)
+            .field("seq", &state.last_seq)
+            .finish();
+        if !added {
+            drop(state);
+            out.reply(conn, ok);
+            return Ok(None);
+        }
+        user.rooms.lock().insert(room.name.clone());
+        let event = RoomEvent::Broadcast {
+            frame: protocol::event(
+                "joined",
+                &MemberEvent {
+                    room: &room.name,
+                    user: &user.name,
+                },
+            ),
+            skip_conn: conn.key,
+            skip_user: Some(user.name.clone()),
+        };
+        let write = || Write::Join {
+            room: room.name.clone(),
+            user: user.name.clone(),
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
+    }
+
+    pub(crate) fn leave(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        id: Option<&RawValue>,
+        name: &str,
+        out: &mut Out<'_>,
+    ) -> Result<Option<Reply>, Failure> {
+        let room = self.room(name)?;
+        let user = &logged_in(session).user;
+        let mut state = room.state.lock();
+        if state.members.remove(&user.name).is_none() {
+            return fail(
+                ErrorCode::NotMember,
+                format!("you are not a member of `{name}`"),
+            );
+        }
+        user.rooms.lock().remove(&room.name);
+        let event = RoomEvent::Broadcast {
+            frame: protocol::event(
+                "left",
+                &MemberEvent {
+                    room: &room.name,
+                    user: &user.name,
+                },
+            ),
+            skip_conn: conn.key,
+            skip_user: None,
+        };
+        let write = || Write::Leave {
+            room: room.name.clone(),
+            user: user.name.clone(),
+        };
+        let ok = Reply::ok(id).field("room", &room.name).finish();
+        out.room_commit(&room, &mut state, write, event, conn, ok);
+        Ok(None)
+    }
+
+    pub(crate) fn list_rooms(&self, id: Option<&RawValue>) -> Option<Reply> {
+        #[derive(Serialize)]
+        struct Entry {
+            room: String,
+            topic: String,
+            members: usize,
+        }
+        let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
+        let list: Vec<Entry> = rooms
+            .iter()
+            .map(|room| {
+                let state = room.state.lock();
+                Entry {
+                    room: room.name.clone(),
+                    topic: state.topic.clone(),
+                    members: state.members.len(),
+                }
+            })
+            .collect();
+        Some(Reply::ok(id).field("rooms", &list))
+    }
+
+    pub(crate) fn members(
+        &self,
+        id: Option<&RawValue>,
+        name: &str,
+    ) -> Result<Option<Reply>, Failure> {
+        let room = self.room(name)?;
+        let state = room.state.lock();
+        let members: Vec<&String> = state.members.keys().collect();
+        Ok(Some(
+            Reply::ok(id)
+                .field("room", &room.name)
+                .field("members", &members),
+        ))
+    }
+}
