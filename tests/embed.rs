@@ -237,3 +237,57 @@ fn hooks_see_connections_and_logins() {
     drop(handle);
     assert_eq!(closed.load(Ordering::SeqCst), 1);
 }
+
+/// A panic payload whose drop panics again: the second panic escapes any
+/// `catch_unwind` that drops the payload it caught.
+struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("and again while the first panic's payload is dropped");
+    }
+}
+
+#[test]
+fn a_panic_while_closing_still_frees_the_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = builder()
+        .configure(|c| c.max_conns = 1)
+        .on_close(|_, _| std::panic::panic_any(PanicsWhenDropped))
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    let _handle = server.spawn();
+    // A connection that got its pong, or None if it was refused (`server_full`).
+    let pinged = || {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        (&stream).write_all(b"{\"op\":\"ping\"}\n").unwrap();
+        let mut line = String::new();
+        let mut reader = BufReader::new(&stream);
+        reader.read_line(&mut line).unwrap();
+        line.contains("pong").then_some(stream)
+    };
+    for round in 0..3 {
+        // The one place is free again each time: the last close gave it back.
+        let stream = (0..50)
+            .find_map(|_| {
+                let stream = pinged();
+                if stream.is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                stream
+            })
+            .unwrap_or_else(|| panic!("round {round}: the place was never given back"));
+        (&stream).write_all(b"{\"op\":\"quit\"}\n").unwrap();
+        let mut rest = Vec::new();
+        (&stream)
+            .read_to_end(&mut rest)
+            .expect("the socket sees EOF");
+        assert!(
+            String::from_utf8_lossy(&rest).contains("\"ok\":true"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}

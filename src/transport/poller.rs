@@ -86,107 +86,149 @@ pub(crate) fn run<S: Service>(
         // SAFETY: deleted at shutdown like the other listeners.
         unsafe { poller.add(listener, Event::readable(METRICS_KEY))? };
     }
-    let mut scrapes = Scrapes {
-        poller: Arc::clone(&reactor.poller),
-        open: std::collections::HashMap::new(),
-    };
-    let arm_listeners = || -> io::Result<()> {
-        for (key, listener) in setup.listeners.iter().enumerate() {
-            poller.modify(&listener.socket, Event::readable(key))?;
-        }
-        Ok(())
+    let tick = (setup.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut state = Loop {
+        reactor,
+        service,
+        scrapes: Scrapes {
+            poller: Arc::clone(&reactor.poller),
+            open: std::collections::HashMap::new(),
+        },
+        setup,
+        next_key: FIRST_CONN_KEY,
+        tick,
+        next_scan: Instant::now() + tick,
+        accept_paused_until: None,
+        shutdown: None,
     };
     let mut events = Events::new();
-    let mut next_key = FIRST_CONN_KEY;
-    let tick = (setup.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
-    let mut next_scan = Instant::now() + tick;
-    let mut accept_paused_until: Option<Instant> = None;
-    let mut shutdown: Option<Shutdown> = None;
-
     loop {
-        let mut wake_at = next_scan;
-        if let Some(until) = accept_paused_until {
-            wake_at = wake_at.min(until);
-        }
-        if shutdown.is_some() {
-            wake_at = wake_at.min(Instant::now() + Duration::from_millis(20));
-        }
         events.clear();
-        match poller.wait(
-            &mut events,
-            Some(wake_at.saturating_duration_since(Instant::now())),
-        ) {
+        match poller.wait(&mut events, Some(state.timeout())) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         for event in events.iter() {
-            if let Some(listener) = setup.listeners.get(event.key) {
-                if shutdown.is_some() {
-                    continue;
-                }
-                match accept(reactor, service, &setup, listener, &mut next_key) {
-                    Accepted::Drained | Accepted::Budget => {
-                        poller.modify(&listener.socket, Event::readable(event.key))?;
-                    }
-                    Accepted::Backoff => {
-                        accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    }
-                }
-                continue;
-            }
-            if event.key == METRICS_KEY {
-                if let Some(listener) = &setup.metrics {
-                    scrapes.accept(reactor, listener, &mut next_key);
-                    poller.modify(listener, Event::readable(METRICS_KEY))?;
-                }
-                continue;
-            }
-            if scrapes.owns(event.key) {
-                scrapes.serve(reactor, service, event.key);
-                continue;
-            }
-            let conn = reactor.conns.lock().get(&event.key).cloned();
-            if let Some(conn) = conn {
-                let mut bits = 0;
-                if event.readable {
-                    bits |= pending::READ;
-                }
-                if event.writable {
-                    bits |= pending::WRITE;
-                }
-                conn.schedule(bits);
-            }
+            state.event(event)?;
         }
-        let now = Instant::now();
-        if let Some(until) = accept_paused_until
-            && now >= until
-            && shutdown.is_none()
-        {
-            accept_paused_until = None;
-            arm_listeners()?;
-        }
-        if now >= next_scan {
-            next_scan = now + tick;
-            close_idle(reactor, setup.idle_timeout);
-        }
-        if shutdown.is_none() && setup.stop.load(Ordering::Acquire) {
-            for listener in &setup.listeners {
-                poller.delete(&listener.socket)?;
-            }
-            if let Some(listener) = &setup.metrics {
-                poller.delete(listener)?;
-            }
-            shutdown = Some(Shutdown::begin(reactor));
-        }
-        if let Some(state) = &mut shutdown
-            && state.step(reactor)
-        {
+        if state.housekeeping()? {
             break;
         }
     }
-    reactor.stop_workers(setup.workers);
+    reactor.stop_workers(state.setup.workers);
     Ok(())
+}
+
+/// The poller thread's state between wake-ups.
+struct Loop<'a, S: Service> {
+    reactor: &'a Arc<Reactor<S>>,
+    service: &'a S,
+    setup: PollerSetup,
+    scrapes: Scrapes,
+    next_key: usize,
+    /// How often idle and handshake timeouts are checked.
+    tick: Duration,
+    next_scan: Instant,
+    /// Accepting is paused until then (out of file descriptors).
+    accept_paused_until: Option<Instant>,
+    shutdown: Option<Shutdown>,
+}
+
+impl<S: Service> Loop<'_, S> {
+    /// How long the next wait may last: until the next scan, the end of an accept
+    /// pause, or a shutdown step.
+    fn timeout(&self) -> Duration {
+        let mut wake_at = self.next_scan;
+        if let Some(until) = self.accept_paused_until {
+            wake_at = wake_at.min(until);
+        }
+        if self.shutdown.is_some() {
+            wake_at = wake_at.min(Instant::now() + Duration::from_millis(20));
+        }
+        wake_at.saturating_duration_since(Instant::now())
+    }
+
+    /// Handles one readiness event: a listener, the metrics endpoint, a connection.
+    fn event(&mut self, event: Event) -> io::Result<()> {
+        let (reactor, poller) = (self.reactor, &self.reactor.poller);
+        if let Some(listener) = self.setup.listeners.get(event.key) {
+            if self.shutdown.is_some() {
+                return Ok(());
+            }
+            match accept(
+                reactor,
+                self.service,
+                &self.setup,
+                listener,
+                &mut self.next_key,
+            ) {
+                Accepted::Drained | Accepted::Budget => {
+                    poller.modify(&listener.socket, Event::readable(event.key))?;
+                }
+                Accepted::Backoff => {
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                }
+            }
+            return Ok(());
+        }
+        if event.key == METRICS_KEY {
+            if let Some(listener) = &self.setup.metrics {
+                self.scrapes.accept(reactor, listener, &mut self.next_key);
+                poller.modify(listener, Event::readable(METRICS_KEY))?;
+            }
+            return Ok(());
+        }
+        if self.scrapes.owns(event.key) {
+            self.scrapes.serve(reactor, self.service, event.key);
+            return Ok(());
+        }
+        let conn = reactor.conns.lock().get(&event.key).cloned();
+        if let Some(conn) = conn {
+            let mut bits = 0;
+            if event.readable {
+                bits |= pending::READ;
+            }
+            if event.writable {
+                bits |= pending::WRITE;
+            }
+            conn.schedule(bits);
+        }
+        Ok(())
+    }
+
+    /// What runs after every wake-up: ends an accept pause, checks timeouts, starts
+    /// and steps a shutdown. Returns true when the poller may stop.
+    fn housekeeping(&mut self) -> io::Result<bool> {
+        let (reactor, poller) = (self.reactor, &self.reactor.poller);
+        let now = Instant::now();
+        if let Some(until) = self.accept_paused_until
+            && now >= until
+            && self.shutdown.is_none()
+        {
+            self.accept_paused_until = None;
+            for (key, listener) in self.setup.listeners.iter().enumerate() {
+                poller.modify(&listener.socket, Event::readable(key))?;
+            }
+        }
+        if now >= self.next_scan {
+            self.next_scan = now + self.tick;
+            close_idle(reactor, self.setup.idle_timeout);
+        }
+        if self.shutdown.is_none() && self.setup.stop.load(Ordering::Acquire) {
+            for listener in &self.setup.listeners {
+                poller.delete(&listener.socket)?;
+            }
+            if let Some(listener) = &self.setup.metrics {
+                poller.delete(listener)?;
+            }
+            self.shutdown = Some(Shutdown::begin(reactor));
+        }
+        Ok(match &mut self.shutdown {
+            Some(state) => state.step(reactor),
+            None => false,
+        })
+    }
 }
 
 fn accept<S: Service>(

@@ -73,10 +73,14 @@ impl<S: Service> Reactor<S> {
 }
 
 impl<S: Service> Reactor<S> {
-    /// Forgets a closed connection.
-    pub(crate) fn remove(&self, conn: &Conn<S>) {
-        self.conns.lock().remove(&conn.key);
+    /// Forgets a closed connection; false if it was already forgotten (so its place
+    /// is given back once, however often this is called).
+    pub(crate) fn remove(&self, conn: &Conn<S>) -> bool {
+        if self.conns.lock().remove(&conn.key).is_none() {
+            return false;
+        }
         self.release_ip(conn.peer.ip());
+        true
     }
 
     /// Uncounts a connection from `ip` (closed, or never set up).

@@ -172,19 +172,37 @@ fn close<S: Service>(
     flusher: &mut Flusher<S>,
     reason: CloseReason,
 ) {
+    // Dropped however this ends, a panic in `conn.close` or in the service included:
+    // a connection always gives back its slot (and its `--max-conns` place).
+    let _release = Release {
+        conn,
+        reactor,
+        reason,
+    };
     if !conn.close(flusher.scratch()) {
         return;
     }
-    {
-        let mut io = conn.io.lock();
-        service.closed(conn, &mut io.session, reason);
-        io.inbuf = InBuf::default();
+    let mut io = conn.io.lock();
+    service.closed(conn, &mut io.session, reason);
+    io.inbuf = InBuf::default();
+}
+
+/// Forgets a closing connection when dropped: see `close`.
+struct Release<'a, S: Service> {
+    conn: &'a Arc<Conn<S>>,
+    reactor: &'a Reactor<S>,
+    reason: CloseReason,
+}
+
+impl<S: Service> Drop for Release<'_, S> {
+    fn drop(&mut self) {
+        if self.reactor.remove(self.conn) {
+            log::info!(
+                "conn {} from {} closed: {}",
+                self.conn.key,
+                self.conn.peer,
+                self.reason.as_str()
+            );
+        }
     }
-    reactor.remove(conn);
-    log::info!(
-        "conn {} from {} closed: {}",
-        conn.key,
-        conn.peer,
-        reason.as_str()
-    );
 }
