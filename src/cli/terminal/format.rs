@@ -1,0 +1,164 @@
+//! What the server sends, as one line of text each.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::client::{Event, Message};
+
+/// Renders a server event as one line: local time, `[room]` (or `[dm]`), sender and
+/// text. Events that carry no `ts` are stamped with `now`. Control characters in
+/// anything the server sent are escaped, so one event is always one line and nobody
+/// can move the cursor or recolour the screen by sending escape codes.
+pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
+    let line = match event {
+        Event::Message(message) => return format_message(message, zone),
+        Event::Dm { from, text, ts } => format!("{} [dm] {from}: {text}", clock_ms(*ts, zone)),
+        Event::Joined { room, user } => format!("{} [{room}] * {user} joined", clock(now, zone)),
+        Event::Left { room, user } => format!("{} [{room}] * {user} left", clock(now, zone)),
+        Event::Closing { reason } => format!(
+            "{} * the server is closing the connection ({reason})",
+            clock(now, zone)
+        ),
+        Event::Other(frame) => format!("{} * event {frame}", clock(now, zone)),
+    };
+    printable(&line)
+}
+
+/// Renders a room message (live or from `history`) as one line, like [`format_event`].
+pub fn format_message(message: &Message, zone: &TimeZone) -> String {
+    printable(&format!(
+        "{} [{}] {}: {}",
+        clock_ms(message.ts, zone),
+        message.room,
+        message.from,
+        message.text
+    ))
+}
+
+/// `HH:MM:SS` of a protocol `ts` (milliseconds since the epoch) in `zone`.
+fn clock_ms(ts: u64, zone: &TimeZone) -> String {
+    let at = i64::try_from(ts)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    match at {
+        Some(at) => clock(at, zone),
+        // Only a broken server sends a ts beyond the year 9999; say so, do not fail.
+        None => "??:??:??".to_owned(),
+    }
+}
+
+/// `HH:MM:SS` of `at` in `zone`.
+fn clock(at: Timestamp, zone: &TimeZone) -> String {
+    zone.to_datetime(at).strftime("%H:%M:%S").to_string()
+}
+
+/// `text` with every control character (newline, escape, ...) written as its Rust
+/// escape (`\n`, `\u{1b}`).
+pub(super) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-11-23 00:00:00.123 UTC, plus an hour, two minutes and three seconds.
+    const TS: u64 = 1_763_856_000_123 + 3_723_000;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_763_856_000 + 59).unwrap()
+    }
+
+    #[test]
+    fn events_format_as_one_line_with_local_time() {
+        let zone = TimeZone::UTC;
+        let message = Event::Message(Message {
+            room: "lobby".into(),
+            from: "bob".into(),
+            text: "hi ada".into(),
+            seq: 3,
+            ts: TS,
+        });
+        assert_eq!(
+            format_event(&message, now(), &zone),
+            "01:02:03 [lobby] bob: hi ada"
+        );
+        let dm = Event::Dm {
+            from: "bob".into(),
+            text: "psst".into(),
+            ts: TS,
+        };
+        assert_eq!(format_event(&dm, now(), &zone), "01:02:03 [dm] bob: psst");
+        let joined = Event::Joined {
+            room: "lobby".into(),
+            user: "bob".into(),
+        };
+        assert_eq!(
+            format_event(&joined, now(), &zone),
+            "00:00:59 [lobby] * bob joined"
+        );
+        let left = Event::Left {
+            room: "lobby".into(),
+            user: "bob".into(),
+        };
+        assert_eq!(
+            format_event(&left, now(), &zone),
+            "00:00:59 [lobby] * bob left"
+        );
+        let closing = Event::Closing {
+            reason: "shutdown".into(),
+        };
+        assert_eq!(
+            format_event(&closing, now(), &zone),
+            "00:00:59 * the server is closing the connection (shutdown)"
+        );
+        let other = Event::Other(serde_json::json!({"event": "new"}));
+        assert_eq!(
+            format_event(&other, now(), &zone),
+            r#"00:00:59 * event {"event":"new"}"#
+        );
+    }
+
+    #[test]
+    fn time_is_shown_in_the_given_zone() {
+        let zone = TimeZone::fixed(jiff::tz::offset(2));
+        let dm = Event::Dm {
+            from: "bob".into(),
+            text: "psst".into(),
+            ts: TS,
+        };
+        assert_eq!(format_event(&dm, now(), &zone), "03:02:03 [dm] bob: psst");
+        let broken = Event::Dm {
+            from: "bob".into(),
+            text: "psst".into(),
+            ts: u64::MAX,
+        };
+        assert_eq!(
+            format_event(&broken, now(), &zone),
+            "??:??:?? [dm] bob: psst"
+        );
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let message = Message {
+            room: "lobby".into(),
+            from: "mallory".into(),
+            text: "two\nlines \u{1b}[2J\tend".into(),
+            seq: 1,
+            ts: TS,
+        };
+        assert_eq!(
+            format_message(&message, &TimeZone::UTC),
+            r"01:02:03 [lobby] mallory: two\nlines \u{1b}[2J\tend"
+        );
+    }
+}
