@@ -146,6 +146,10 @@ impl<S: Service> Loop<'_, S> {
         if self.shutdown.is_some() {
             wake_at = wake_at.min(Instant::now() + Duration::from_millis(20));
         }
+        if let Some(deadline) = self.reactor.next_wake() {
+            let wait = deadline.saturating_sub(self.reactor.now_ms());
+            wake_at = wake_at.min(Instant::now() + Duration::from_millis(wait));
+        }
         wake_at.saturating_duration_since(Instant::now())
     }
 
@@ -209,6 +213,13 @@ impl<S: Service> Loop<'_, S> {
             self.accept_paused_until = None;
             for (key, listener) in self.setup.listeners.iter().enumerate() {
                 poller.modify(&listener.socket, Event::readable(key))?;
+            }
+        }
+        let now_ms = reactor.now_ms();
+        for key in reactor.due(now_ms) {
+            let conn = reactor.conns.lock().get(&key).cloned();
+            if let Some(conn) = conn {
+                conn.resume_if_due(now_ms);
             }
         }
         if now >= self.next_scan {
@@ -345,6 +356,10 @@ fn close_idle<S: Service>(reactor: &Reactor<S>, idle_timeout: Duration) {
     let now = reactor.now_ms();
     let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
     for conn in reactor.snapshot() {
+        // A throttled client is sending; it is the server that is not reading.
+        if conn.throttled_until().is_some() {
+            continue;
+        }
         if conn.idle_ms(now) >= limit {
             reactor.metrics.idle_closes.inc();
             conn.abort(CloseReason::IdleTimeout);

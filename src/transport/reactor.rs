@@ -1,7 +1,7 @@
 //! What every connection needs from the server core: the poller to re-arm, the job
 //! queue to schedule itself on, and the limits and clock they share.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +30,9 @@ pub(crate) struct Reactor<S: Service> {
     pub(crate) conns: Mutex<HashMap<usize, Arc<Conn<S>>>>,
     /// Open connections per client address, for the per-IP limit.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Throttled connections by (deadline ms, key): when the poller must wake them.
+    /// One entry per throttled connection at most, so bounded by the connections.
+    throttled: Mutex<BTreeSet<(u64, usize)>>,
     /// Counters for `/metrics`.
     pub(crate) metrics: TransportMetrics,
     jobs: Sender<Task<S>>,
@@ -44,6 +47,7 @@ impl<S: Service> Reactor<S> {
             poller,
             conns: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(BTreeSet::new()),
             metrics: TransportMetrics::default(),
             jobs,
             max_outbound,
@@ -76,6 +80,9 @@ impl<S: Service> Reactor<S> {
     /// Forgets a closed connection; false if it was already forgotten (so its place
     /// is given back once, however often this is called).
     pub(crate) fn remove(&self, conn: &Conn<S>) -> bool {
+        if let Some(deadline) = conn.throttled_until() {
+            self.throttled.lock().remove(&(deadline, conn.key));
+        }
         if self.conns.lock().remove(&conn.key).is_none() {
             return false;
         }
@@ -105,6 +112,34 @@ impl<S: Service> Reactor<S> {
         }
         *count += 1;
         true
+    }
+
+    /// Has the poller wake connection `key` at `deadline` (reactor clock, ms), waking
+    /// the poller now if that is sooner than anything it waits for.
+    pub(crate) fn wake_at(&self, deadline: u64, key: usize) {
+        let first = {
+            let mut throttled = self.throttled.lock();
+            throttled.insert((deadline, key));
+            throttled.first() == Some(&(deadline, key))
+        };
+        if first && let Err(e) = self.poller.notify() {
+            log::warn!("cannot wake the poller for a throttled connection: {e}");
+        }
+    }
+
+    /// The earliest throttle deadline (reactor clock, ms), if any.
+    pub(crate) fn next_wake(&self) -> Option<u64> {
+        self.throttled.lock().first().map(|&(deadline, _)| deadline)
+    }
+
+    /// Takes the keys of the connections whose throttle deadline has come.
+    pub(crate) fn due(&self, now_ms: u64) -> Vec<usize> {
+        let mut throttled = self.throttled.lock();
+        let later = throttled.split_off(&(now_ms + 1, 0));
+        std::mem::replace(&mut *throttled, later)
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect()
     }
 
     /// A snapshot of the open connections (the map lock is released on return).

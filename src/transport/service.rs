@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -17,6 +18,10 @@ pub(crate) enum Flow {
     Park,
     /// Stop reading; the service has asked for the connection to close.
     Stop,
+    /// Stop reading for this long (the client is over its rate), then wake the
+    /// service (`Service::wake`) to go on with what is buffered. The idle timeout is
+    /// paused meanwhile.
+    Throttle(Duration),
 }
 
 /// A protocol served over connections. Every call for one connection happens on the

@@ -87,6 +87,9 @@ fn run_job<S: Service>(
         if bits & pending::WAKE != 0 {
             flow = service.wake(conn, &mut io, flusher);
             conn.set_parked(flow == Flow::Park);
+            if let Flow::Throttle(wait) = flow {
+                conn.throttle(wait);
+            }
         }
         let mut yielded = false;
         if bits & (pending::READ | pending::WAKE) != 0 && flow == Flow::Continue {
@@ -141,6 +144,10 @@ fn read<S: Service>(
                     return false;
                 }
                 Flow::Stop => return false,
+                Flow::Throttle(wait) => {
+                    conn.throttle(wait);
+                    return false;
+                }
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

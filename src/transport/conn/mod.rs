@@ -23,6 +23,7 @@ use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -52,8 +53,6 @@ pub(crate) enum CloseReason {
     Shutdown,
     /// A TLS client did not finish its handshake in time.
     HandshakeTimeout,
-    /// The client kept sending faster than `max_frame_rate` after being told.
-    Flood,
     /// A socket error.
     Error,
 }
@@ -68,7 +67,6 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::Flood => "flood",
             CloseReason::Error => "error",
         }
     }
@@ -105,6 +103,9 @@ struct Ctl {
     finishing: bool,
     /// A write came back short or `WouldBlock` with data left.
     want_write: bool,
+    /// Over its frame rate: not read until then (reactor clock, ms); the poller wakes
+    /// it (`resume_if_due`).
+    throttled_until: Option<u64>,
     closed: bool,
 }
 
@@ -161,6 +162,7 @@ impl<S: Service> Conn<S> {
                 blocked: false,
                 finishing: false,
                 want_write: false,
+                throttled_until: None,
                 closed: false,
             }),
             out: Mutex::new(Outbound::new()),
@@ -269,6 +271,35 @@ impl<S: Service> Conn<S> {
         self.ctl.lock().parked = parked;
     }
 
+    /// Stops reading for `wait` (the service's rate limit): the poller's timer wakes the
+    /// connection then (`resume_if_due`). Until then TCP's flow control slows the
+    /// sender, and the idle timeout is paused.
+    pub(crate) fn throttle(&self, wait: Duration) {
+        let wait_ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        let deadline = self.reactor.now_ms().saturating_add(wait_ms.max(1));
+        self.ctl.lock().throttled_until = Some(deadline);
+        self.reactor.wake_at(deadline, self.key);
+    }
+
+    /// Ends a throttle whose time has come: the service is woken to go on with what
+    /// it holds, and the idle clock starts afresh (the client was sending all along).
+    pub(crate) fn resume_if_due(self: &Arc<Self>, now_ms: u64) {
+        let mut ctl = self.ctl.lock();
+        if ctl.throttled_until.is_none_or(|at| at > now_ms) {
+            return;
+        }
+        ctl.throttled_until = None;
+        self.last_input.store(now_ms, Ordering::Relaxed);
+        if !ctl.finishing {
+            self.enqueue(ctl, pending::WAKE);
+        }
+    }
+
+    /// When a throttled connection is due to be read again (reactor clock, ms).
+    pub(crate) fn throttled_until(&self) -> Option<u64> {
+        self.ctl.lock().throttled_until
+    }
+
     /// Records whether reading stopped because the outbound queue is full.
     pub(crate) fn set_blocked(&self, blocked: bool) {
         self.ctl.lock().blocked = blocked;
@@ -320,7 +351,7 @@ impl<S: Service> Conn<S> {
 
 impl Ctl {
     fn read_wanted(&self) -> bool {
-        !self.parked && !self.blocked && !self.finishing
+        !self.parked && !self.blocked && !self.finishing && self.throttled_until.is_none()
     }
 }
 
