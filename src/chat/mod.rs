@@ -392,28 +392,20 @@ impl Service for Chat {
 
     fn closing_frame(reason: CloseReason) -> Option<Bytes> {
         match reason {
-            CloseReason::SlowConsumer | CloseReason::IdleTimeout | CloseReason::Shutdown => {
-                Some(protocol::event(
-                    "closing",
-                    &ClosingEvent {
-                        reason: reason.as_str(),
-                    },
-                ))
-            }
+            CloseReason::SlowConsumer
+            | CloseReason::IdleTimeout
+            | CloseReason::Shutdown
+            | CloseReason::ServerFull => Some(protocol::event(
+                "closing",
+                &ClosingEvent {
+                    reason: reason.as_str(),
+                },
+            )),
             CloseReason::Eof
             | CloseReason::Quit
             | CloseReason::Error
             | CloseReason::HandshakeTimeout => None,
         }
-    }
-
-    fn server_full_frame() -> Option<Bytes> {
-        Some(protocol::event(
-            "closing",
-            &ClosingEvent {
-                reason: "server_full",
-            },
-        ))
     }
 
     fn render_metrics(&self, out: &mut String) {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -28,6 +29,9 @@ pub(crate) struct Reactor<S: Service> {
     pub(crate) poller: Arc<Poller>,
     /// Every open connection by poller key. Never taken while a connection lock is held.
     pub(crate) conns: Mutex<HashMap<usize, Arc<Conn<S>>>>,
+    /// Connections in `conns` that were refused by a limit and are only finishing
+    /// their TLS handshake to be told so: they hold no place.
+    refusing: AtomicUsize,
     /// Open connections per client address, for the per-IP limit.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Throttled connections by (deadline ms, key): when the poller must wake them.
@@ -46,6 +50,7 @@ impl<S: Service> Reactor<S> {
         Reactor {
             poller,
             conns: Mutex::new(HashMap::new()),
+            refusing: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             throttled: Mutex::new(BTreeSet::new()),
             metrics: TransportMetrics::default(),
@@ -86,8 +91,31 @@ impl<S: Service> Reactor<S> {
         if self.conns.lock().remove(&conn.key).is_none() {
             return false;
         }
-        self.release_ip(conn.peer.ip());
+        if conn.is_refused() {
+            self.refusing.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.release_ip(conn.peer.ip());
+        }
         true
+    }
+
+    /// Adds a connection to the map; a refused one (`Conn::is_refused`) holds no place.
+    pub(crate) fn insert(&self, conn: Arc<Conn<S>>) {
+        if conn.is_refused() {
+            self.refusing.fetch_add(1, Ordering::Relaxed);
+        }
+        self.conns.lock().insert(conn.key, conn);
+    }
+
+    /// Connections that hold a place (`--max-conns`): open and not refused.
+    pub(crate) fn open_count(&self) -> usize {
+        let all = self.conns.lock().len();
+        all.saturating_sub(self.refusing.load(Ordering::Relaxed))
+    }
+
+    /// Refused connections still finishing their TLS handshake.
+    pub(crate) fn refusing(&self) -> usize {
+        self.refusing.load(Ordering::Relaxed)
     }
 
     /// Uncounts a connection from `ip` (closed, or never set up).

@@ -53,9 +53,6 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     /// The frame that tells a client why it is being closed, if the protocol has one.
     fn closing_frame(reason: CloseReason) -> Option<Bytes>;
 
-    /// The frame that tells a client it was refused because the server is full.
-    fn server_full_frame() -> Option<Bytes>;
-
     /// Appends the service's own metrics, Prometheus text format.
     fn render_metrics(&self, out: &mut String);
 }

@@ -97,6 +97,7 @@ fn run_job<S: Service>(
                 conn.set_blocked(false);
             }
             yielded = read(conn, &mut io, service, flusher, spare);
+            conn.finish_refusal(S::closing_frame(CloseReason::ServerFull));
             if conn.is_tls() {
                 // Reading may have produced handshake replies or alerts to send.
                 conn.flush(flusher.scratch());
@@ -135,6 +136,11 @@ fn read<S: Service>(
                 // The partial frame in the buffer is dropped; what was answered is sent.
                 conn.close_when_drained(CloseReason::Eof, None);
                 return false;
+            }
+            Ok(_) if conn.is_refused() => {
+                // Sent after the handshake by a client it was refused: never handled.
+                let n = io.inbuf.data().len();
+                io.inbuf.consume(n);
             }
             Ok(got) => match service.input(conn, io, flusher) {
                 Flow::Continue if got.drained => return false,

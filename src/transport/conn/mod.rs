@@ -53,6 +53,8 @@ pub(crate) enum CloseReason {
     Shutdown,
     /// A TLS client did not finish its handshake in time.
     HandshakeTimeout,
+    /// Refused by a connection limit, told so after its TLS handshake.
+    ServerFull,
     /// A socket error.
     Error,
 }
@@ -67,6 +69,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::ServerFull => "server_full",
             CloseReason::Error => "error",
         }
     }
@@ -129,6 +132,9 @@ pub(crate) struct Conn<S: Service> {
     tls: Option<Mutex<ServerConnection>>,
     /// When the connection was accepted (reactor clock), for the handshake timeout.
     opened_ms: u64,
+    /// Over a connection limit: it only finishes its TLS handshake, to be told
+    /// `server_full`; its input never reaches the service, and it holds no place.
+    refused: bool,
     reactor: Arc<Reactor<S>>,
     ctl: Mutex<Ctl>,
     out: Mutex<Outbound>,
@@ -145,6 +151,7 @@ impl<S: Service> Conn<S> {
         reactor: Arc<Reactor<S>>,
         session: S::Session,
         tls: Option<ServerConnection>,
+        refused: bool,
     ) -> Self {
         let now = reactor.now_ms();
         Conn {
@@ -153,6 +160,7 @@ impl<S: Service> Conn<S> {
             socket,
             tls: tls.map(Mutex::new),
             opened_ms: now,
+            refused,
             reactor,
             ctl: Mutex::new(Ctl {
                 job: Job::Idle,
@@ -269,6 +277,25 @@ impl<S: Service> Conn<S> {
     /// starts again.
     pub(crate) fn set_parked(&self, parked: bool) {
         self.ctl.lock().parked = parked;
+    }
+
+    /// Whether the connection was refused by a limit (see `refused`).
+    pub(crate) fn is_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// Once a refused TLS connection has finished its handshake, queues `frame` (the
+    /// service's `server_full`) and closes when it is written. Does nothing before, or
+    /// a second time.
+    pub(crate) fn finish_refusal(self: &Arc<Self>, frame: Option<Bytes>) {
+        let handshaken = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.lock().is_handshaking());
+        if !self.refused || !handshaken || self.ctl.lock().finishing {
+            return;
+        }
+        self.close_when_drained(CloseReason::ServerFull, frame);
     }
 
     /// Stops reading for `wait` (the service's rate limit): the poller's timer wakes the
