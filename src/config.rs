@@ -76,9 +76,10 @@ pub struct Config {
     /// Count loopback connections against `max_conns_per_ip` too (off by default;
     /// tests turn it on).
     pub limit_loopback: bool,
-    /// Frames per second one connection may send, on average (0: no limit); bursts
-    /// of twice that pass. Excess frames are answered `rate_limited`; a client that
-    /// keeps on is closed (`closing` with `flood`).
+    /// Lines per second one connection may send, on average (0: no limit); bursts
+    /// of twice that pass. Every line counts, blank and over-long ones too. A
+    /// connection over the rate is throttled: not read until its budget refills, so
+    /// TCP slows the sender and nothing is lost; its idle timeout is paused meanwhile.
     pub max_frame_rate: u32,
     /// Most rooms (`create` answers `too_many_rooms` beyond).
     pub max_rooms: usize,

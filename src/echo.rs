@@ -48,9 +48,5 @@ impl Service for Echo {
         None
     }
 
-    fn server_full_frame() -> Option<Bytes> {
-        None
-    }
-
     fn render_metrics(&self, _: &mut String) {}
 }

@@ -54,7 +54,7 @@ pub fn split(chunks: &[&[u8]], max_frame: usize) -> Splitting {
                     pieces.push(Piece::TooLarge);
                     start += next;
                 }
-                Split::Skip { next } => start += next,
+                Split::Skip { next } | Split::Blank { next } => start += next,
                 Split::Incomplete => break,
             }
         }

@@ -98,9 +98,9 @@ struct Serve {
     /// 0: no limit)
     #[argh(option, default = "64")]
     max_conns_per_ip: usize,
-    /// frames per second one connection may send on average, bursts of twice that
-    /// pass; more are answered `rate_limited`, and a client that keeps on is closed
-    /// (default 1000; 0: no limit)
+    /// lines per second one connection may send on average, bursts of twice that
+    /// pass; past that the server stops reading it until its budget refills, so the
+    /// client is slowed, never refused (default 1000; 0: no limit)
     #[argh(option, default = "1000")]
     max_frame_rate: u32,
     /// most rooms on the server (default 100000)

@@ -8,32 +8,128 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
+/// Sends `lines` from another thread (the server stops reading while the client is
+/// throttled, so a write can block until the answers are read here).
+fn send_in_background(client: &Line, lines: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut writer = client.stream.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        writer
+            .write_all(&lines)
+            .expect("the server took every line");
+    })
+}
+
+/// Reads `n` frames, each before its deadline.
+fn read_frames(client: &mut Line, n: usize, each: Duration) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(
+            |i| match client.try_read_frame(std::time::Instant::now() + each) {
+                Ok(frame) => frame.value,
+                Err(end) => panic!("frame {i} of {n}: {end:?}"),
+            },
+        )
+        .collect()
+}
+
 #[test]
-fn frames_over_the_rate_are_refused_then_a_flood_is_closed() {
-    let (_server, addr) = start(|c| c.max_frame_rate = 10);
-    let mut client = Line::connect(addr);
-    // A burst of twice the rate passes; the rest of these are refused, with their id.
-    for i in 0..25 {
-        client.send_json(json!({ "id": i, "op": "ping" }));
-    }
-    let answers: Vec<_> = (0..25).map(|_| client.recv()).collect();
-    let refused: Vec<_> = answers
-        .iter()
-        .filter(|a| a["error"] == "rate_limited")
+fn a_member_pipelining_past_the_rate_is_throttled_and_loses_nothing() {
+    const N: usize = 8000;
+    let (_server, addr) = start(|c| c.max_frame_rate = 2000);
+    let mut ada = user(addr, "ada");
+    ada.create("r");
+    let lines: Vec<u8> = (0..N)
+        .flat_map(|i| {
+            line_of(&json!({ "id": i, "op": "send", "room": "r", "text": format!("m{i}") }))
+        })
         .collect();
-    assert!(!refused.is_empty() && refused.len() <= 10, "{answers:?}");
-    assert!(refused.iter().all(|a| a["id"].is_number()), "{refused:?}");
-    assert_eq!(answers[0]["pong"], true);
-    // After a pause the bucket has refilled: the connection is still good.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(client.request(json!({ "op": "ping" }))["pong"], true);
-    // Keeping on regardless is a flood: `closing`, then the connection ends.
-    let burst: String = (0..200).map(|_| "{\"op\":\"ping\"}\n").collect();
-    client.send_raw(burst.as_bytes());
-    let closing = client.expect_event("closing");
-    assert_eq!(closing["reason"], "flood");
-    client.clear_pending();
-    client.expect_closed();
+    let writer = send_in_background(&ada, lines);
+    let answers = read_frames(&mut ada, N, Duration::from_secs(10));
+    writer.join().unwrap();
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["id"], i, "{answer}");
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
+    // History pages (500 at most) from the oldest: every message is there, in order.
+    let mut after = 0;
+    let mut seen = 0;
+    for _ in 0..=N / 500 {
+        let page =
+            ada.request(json!({ "op": "history", "room": "r", "after": after, "limit": 500 }));
+        let messages = page["messages"].as_array().expect("messages").clone();
+        for m in &messages {
+            assert_eq!(m["text"], format!("m{seen}"), "{m}");
+            seen += 1;
+            after = m["seq"].as_u64().unwrap();
+        }
+        if messages.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, N);
+}
+
+#[test]
+fn oversized_and_blank_lines_count_toward_the_rate() {
+    const RATE: usize = 100;
+    let (_server, addr) = start(|c| {
+        c.max_frame_rate = RATE as u32;
+        c.max_frame = 1024;
+        c.max_text = 512;
+    });
+    let mut client = Line::connect(addr);
+    // Blank lines take from the budget silently: a whole burst of them first.
+    let mut lines = b"\n".repeat(2 * RATE);
+    let oversized = [vec![b'x'; 2000], b"\n".to_vec()].concat();
+    for _ in 0..400 {
+        lines.extend_from_slice(&oversized);
+    }
+    let started = std::time::Instant::now();
+    let writer = send_in_background(&client, lines);
+    // However fast the server is, at RATE a second it cannot have answered 400 in
+    // the first half second (nor 300: the burst went to the blank lines).
+    let mut early = 0;
+    let half = started + Duration::from_millis(500);
+    while let Ok(frame) = client.try_read_frame(half) {
+        assert_eq!(frame.value["error"], "frame_too_large", "{:?}", frame.value);
+        early += 1;
+    }
+    assert!(
+        early < 150,
+        "{early} oversized lines answered in the first 500 ms"
+    );
+    let rest = read_frames(&mut client, 400 - early, Duration::from_secs(10));
+    assert!(
+        rest.iter().all(|a| a["error"] == "frame_too_large"),
+        "{rest:?}"
+    );
+    writer.join().unwrap();
+    client.ping();
+}
+
+#[test]
+fn the_idle_timeout_waits_while_a_client_is_throttled() {
+    let (_server, addr) = start(|c| {
+        c.max_frame_rate = 5;
+        c.idle_timeout = Duration::from_secs(1);
+    });
+    let mut client = Line::connect(addr);
+    // 10 pass at once; the other 20 take 4 s at 5 a second, longer than the idle
+    // timeout, during which the client sends nothing new.
+    let burst: Vec<u8> = (0..30)
+        .flat_map(|i| line_of(&json!({ "id": i, "op": "ping" })))
+        .collect();
+    client.send_raw(&burst);
+    let answers = read_frames(&mut client, 30, Duration::from_secs(10));
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["id"], i, "{answer}");
+        assert_eq!(answer["pong"], true, "{answer}");
+    }
+    // Once it is all answered, the ordinary idle timeout applies again.
+    assert_eq!(client.recv()["reason"], "idle_timeout");
 }
 
 #[test]

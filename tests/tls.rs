@@ -173,6 +173,56 @@ fn a_handshake_that_never_finishes_is_closed_in_time() {
     closed_within(&mut halfway, Duration::from_secs(5), "halfway client");
 }
 
+/// Asserts that a real TLS client finishes its handshake and is told `server_full`.
+fn told_server_full(addr: SocketAddr, ca: &Path) {
+    let mut refused = Client::connect_tls(addr, &trusting(ca))
+        .unwrap_or_else(|e| panic!("the handshake of a refused client finishes: {e}"));
+    match refused.next_event(TIMEOUT) {
+        Ok(Some(Event::Closing { reason })) => assert_eq!(reason, "server_full"),
+        other => panic!("expected closing/server_full, got {other:?}"),
+    }
+    assert!(refused.ping().is_err(), "a refused client was served");
+}
+
+#[test]
+fn a_tls_client_over_a_connection_limit_is_told_why() {
+    let dir = TempDir::new("full");
+    let cert = cert_in(dir.path());
+    for (limit, tweak) in [
+        (
+            "--max-conns",
+            (|c: &mut parlor::Config| c.max_conns = 1) as fn(&mut _),
+        ),
+        ("--max-conns-per-ip", |c: &mut parlor::Config| {
+            c.max_conns_per_ip = 1;
+            c.limit_loopback = true;
+        }),
+    ] {
+        let mut config = test_config();
+        tweak(&mut config);
+        config.tls = Some(TlsConfig {
+            cert: cert.cert.clone(),
+            key: cert.key.clone(),
+            listen: None,
+        });
+        let server = Server::bind(config).expect("TLS server binds");
+        let addr = server.local_addr();
+        let _handle = server.spawn();
+        let mut first = tls_user(addr, &cert.cert, "ada");
+        told_server_full(addr, &cert.cert);
+        told_server_full(addr, &cert.cert);
+        // The refused ones took no place: the first is served, and once it leaves
+        // its place is free.
+        first.ping().unwrap_or_else(|e| panic!("{limit}: {e}"));
+        drop(first);
+        let served = (0..50).any(|_| {
+            thread::sleep(Duration::from_millis(20));
+            Client::connect_tls(addr, &trusting(&cert.cert)).is_ok_and(|mut c| c.ping().is_ok())
+        });
+        assert!(served, "{limit}: the freed place was never given back");
+    }
+}
+
 #[test]
 fn chat_over_tls_end_to_end() {
     let dir = TempDir::new("chat");

@@ -87,6 +87,8 @@ pub(crate) struct Session {
     greeted: bool,
     /// The per-connection frame rate limit.
     limiter: FrameLimiter,
+    /// The next line, split but over the rate: handled when the throttle ends.
+    held: Option<Split>,
     /// Submissions to the store that carry this connection's answers and have not
     /// been committed yet: while there are any, later answers queue behind them.
     in_store: Arc<AtomicUsize>,
@@ -211,23 +213,26 @@ impl Chat {
         let mut out = Out::new(flusher, &self.metrics, self.store.as_ref(), &owner);
         // One clock reading serves every frame of this read.
         let now = Instant::now();
+        let mut throttle = None;
         loop {
-            match session.splitter.next(inbuf.data()) {
+            let split = match session.held.take() {
+                Some(split) => split,
+                None => session.splitter.next(inbuf.data()),
+            };
+            // Every line counts toward the rate, blank and over-long ones too. One over
+            // it waits, in the buffer and the socket, until the budget refills: TCP
+            // slows the sender and nothing is lost (PROTOCOL-2 section 3).
+            if split.is_line()
+                && let Err(wait) = session.limiter.admit(now)
+            {
+                session.held = Some(split);
+                throttle = Some(wait);
+                break;
+            }
+            match split {
                 Split::Frame { end, next } => {
                     self.metrics.frames_in.inc();
-                    let frame = &inbuf.data()[..end];
-                    let step = if session.limiter.admit(now) {
-                        self.handle(conn, session, frame, &mut out)
-                    } else if session.limiter.flooding() {
-                        log::warn!("conn {}: closing a client that keeps flooding", conn.key);
-                        conn.abort(CloseReason::Flood);
-                        return Flow::Stop;
-                    } else {
-                        let id = protocol::parse_head(frame).ok().and_then(|head| head.id);
-                        let message = "too many frames; slow down";
-                        out.reply(conn, self.error(id, &ErrorCode::RateLimited, message));
-                        Step::Next
-                    };
+                    let step = self.handle(conn, session, &inbuf.data()[..end], &mut out);
                     inbuf.consume(next);
                     match step {
                         Step::Next => {}
@@ -240,7 +245,7 @@ impl Chat {
                     let message = format!("the frame is longer than {} bytes", self.max_frame);
                     out.reply(conn, self.error(None, &ErrorCode::FrameTooLarge, &message));
                 }
-                Split::Skip { next } => inbuf.consume(next),
+                Split::Blank { next } | Split::Skip { next } => inbuf.consume(next),
                 Split::Incomplete => break,
             }
         }
@@ -250,7 +255,7 @@ impl Chat {
             Some(store) if store.wait_if_behind(move || waker.schedule(pending::WAKE)) => {
                 Flow::Park
             }
-            _ => Flow::Continue,
+            _ => throttle.map_or(Flow::Continue, Flow::Throttle),
         }
     }
 
@@ -345,6 +350,7 @@ impl Service for Chat {
             hashed: None,
             greeted: false,
             limiter: FrameLimiter::new(self.max_frame_rate),
+            held: None,
             in_store: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -389,7 +395,7 @@ impl Service for Chat {
             CloseReason::SlowConsumer
             | CloseReason::IdleTimeout
             | CloseReason::Shutdown
-            | CloseReason::Flood => Some(protocol::event(
+            | CloseReason::ServerFull => Some(protocol::event(
                 "closing",
                 &ClosingEvent {
                     reason: reason.as_str(),
@@ -400,15 +406,6 @@ impl Service for Chat {
             | CloseReason::Error
             | CloseReason::HandshakeTimeout => None,
         }
-    }
-
-    fn server_full_frame() -> Option<Bytes> {
-        Some(protocol::event(
-            "closing",
-            &ClosingEvent {
-                reason: "server_full",
-            },
-        ))
     }
 
     fn render_metrics(&self, out: &mut String) {

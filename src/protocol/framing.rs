@@ -8,7 +8,10 @@ pub(crate) enum Split {
     Frame { end: usize, next: usize },
     /// A line longer than `max_frame` just ended: answer `frame_too_large`, consume.
     TooLarge { next: usize },
-    /// Bytes to drop: a blank line, or part of an over-long line.
+    /// A blank line: consume `next` bytes. It is a line all the same (it counts toward
+    /// the frame rate).
+    Blank { next: usize },
+    /// Bytes to drop: part of an over-long line.
     Skip { next: usize },
     /// No complete line yet: read more.
     Incomplete,
@@ -23,6 +26,17 @@ pub(crate) struct Splitter {
     /// Bytes at the start of the input already known to hold no newline, so a frame
     /// arriving a byte at a time is not rescanned from its start each time.
     scanned: usize,
+}
+
+impl Split {
+    /// Whether this ends a line the client sent (a frame, a blank line, or an
+    /// over-long one): what the frame rate counts.
+    pub(crate) fn is_line(self) -> bool {
+        matches!(
+            self,
+            Split::Frame { .. } | Split::TooLarge { .. } | Split::Blank { .. }
+        )
+    }
 }
 
 impl Splitter {
@@ -64,7 +78,7 @@ impl Splitter {
             pos
         };
         if line[..end].iter().all(u8::is_ascii_whitespace) {
-            Split::Skip { next }
+            Split::Blank { next }
         } else {
             Split::Frame { end, next }
         }
@@ -93,7 +107,7 @@ mod tests {
                         out.push("!".into());
                         buf.drain(..next);
                     }
-                    Split::Skip { next } => {
+                    Split::Skip { next } | Split::Blank { next } => {
                         buf.drain(..next);
                     }
                     Split::Incomplete => break,

@@ -30,6 +30,10 @@ const FIRST_CONN_KEY: usize = 8;
 const METRICS_KEY: usize = FIRST_CONN_KEY - 1;
 /// Longest HTTP request the metrics endpoint reads.
 const MAX_METRICS_REQUEST: usize = 8192;
+/// Refused TLS clients finishing their handshake at once (to be told `server_full`);
+/// past this, a refused TLS client is closed untold. Each holds a file descriptor
+/// for at most the handshake timeout.
+const MAX_REFUSING_HANDSHAKES: usize = 64;
 /// Connections accepted per wake-up before events of open connections get a turn.
 const ACCEPTS_PER_WAKE: usize = 256;
 /// How long accepting pauses after the process ran out of file descriptors.
@@ -146,6 +150,10 @@ impl<S: Service> Loop<'_, S> {
         if self.shutdown.is_some() {
             wake_at = wake_at.min(Instant::now() + Duration::from_millis(20));
         }
+        if let Some(deadline) = self.reactor.next_wake() {
+            let wait = deadline.saturating_sub(self.reactor.now_ms());
+            wake_at = wake_at.min(Instant::now() + Duration::from_millis(wait));
+        }
         wake_at.saturating_duration_since(Instant::now())
     }
 
@@ -211,6 +219,13 @@ impl<S: Service> Loop<'_, S> {
                 poller.modify(&listener.socket, Event::readable(key))?;
             }
         }
+        let now_ms = reactor.now_ms();
+        for key in reactor.due(now_ms) {
+            let conn = reactor.conns.lock().get(&key).cloned();
+            if let Some(conn) = conn {
+                conn.resume_if_due(now_ms);
+            }
+        }
         if now >= self.next_scan {
             self.next_scan = now + self.tick;
             close_idle(reactor, self.setup.idle_timeout);
@@ -256,12 +271,14 @@ fn accept<S: Service>(
                 continue;
             }
         };
-        if reactor.conns.lock().len() >= setup.max_conns {
+        let key = *next_key;
+        *next_key += 1;
+        if reactor.open_count() >= setup.max_conns {
             log::warn!(
                 "refusing {peer}: {} connections open (--max-conns)",
                 setup.max_conns
             );
-            refuse::<S>(reactor, stream, listener.tls.is_none());
+            refuse(reactor, service, listener, stream, peer, key);
             continue;
         }
         if !reactor.admit_ip(peer.ip(), setup.max_conns_per_ip, setup.limit_loopback) {
@@ -269,13 +286,11 @@ fn accept<S: Service>(
                 "refusing {peer}: {} connections open from that address (--max-conns-per-ip)",
                 setup.max_conns_per_ip
             );
-            refuse::<S>(reactor, stream, listener.tls.is_none());
+            refuse(reactor, service, listener, stream, peer, key);
             continue;
         }
-        let key = *next_key;
-        *next_key += 1;
         reactor.metrics.accepted.inc();
-        if let Err(e) = register(reactor, service, listener, stream, peer, key) {
+        if let Err(e) = register(reactor, service, listener, stream, peer, key, false) {
             reactor.release_ip(peer.ip());
             log::warn!("cannot set up a connection from {peer}: {e}");
         }
@@ -283,8 +298,43 @@ fn accept<S: Service>(
     Accepted::Budget
 }
 
+/// Tells a connection over a limit why, in the service's `server_full` frame, and
+/// closes it. A plain socket gets the frame at once. A TLS one must finish its
+/// handshake first, so it becomes a refused connection (no place held, input never
+/// handled, closed by the handshake timeout if it stalls); beyond
+/// `MAX_REFUSING_HANDSHAKES` of those at once it is closed untold.
+fn refuse<S: Service>(
+    reactor: &Arc<Reactor<S>>,
+    service: &S,
+    listener: &Listener,
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    key: usize,
+) {
+    use std::io::Write;
+    reactor.metrics.refused.inc();
+    let Some(frame) = S::closing_frame(CloseReason::ServerFull) else {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        return;
+    };
+    if listener.tls.is_none() {
+        let _ = stream.set_nonblocking(true);
+        // A fresh socket's send buffer takes one small frame without blocking.
+        let _ = (&stream).write_all(&frame);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    } else if reactor.refusing() < MAX_REFUSING_HANDSHAKES {
+        if let Err(e) = register(reactor, service, listener, stream, peer, key, true) {
+            log::debug!("cannot tell {peer} it is refused: {e}");
+        }
+    } else {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 /// Makes an accepted socket a connection: non-blocking, TLS if the listener has it,
-/// registered with the poller under `key`, and in the connections map.
+/// registered with the poller under `key`, and in the connections map. A `refused`
+/// one is a TLS client over a limit (see `refuse`); the service still opens and
+/// closes it (the embedder's hooks see it), but never sees its input.
 fn register<S: Service>(
     reactor: &Arc<Reactor<S>>,
     service: &S,
@@ -292,6 +342,7 @@ fn register<S: Service>(
     stream: std::net::TcpStream,
     peer: std::net::SocketAddr,
     key: usize,
+    refused: bool,
 ) -> io::Result<()> {
     stream.set_nonblocking(true)?;
     // Frames are small and latency matters more than packet count.
@@ -311,12 +362,17 @@ fn register<S: Service>(
         Arc::clone(reactor),
         service.open(peer),
         tls,
+        refused,
     ));
     // SAFETY: `Conn` deletes its socket from the poller when it closes, and again in
     // `Drop` if it never closed, so the socket never outlives its registration.
     unsafe { reactor.poller.add(conn.socket(), Event::readable(key))? };
-    reactor.conns.lock().insert(key, conn);
-    log::info!("conn {key} from {peer} opened");
+    reactor.insert(conn);
+    if refused {
+        log::info!("conn {key} from {peer} opened, refused: told once its TLS handshake is done");
+    } else {
+        log::info!("conn {key} from {peer} opened");
+    }
     Ok(())
 }
 
@@ -328,23 +384,14 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
 }
 
-/// Tells a connection over the limit why (if the protocol can, in plain text) and
-/// closes it.
-fn refuse<S: Service>(reactor: &Reactor<S>, stream: std::net::TcpStream, plain: bool) {
-    use std::io::Write;
-    reactor.metrics.refused.inc();
-    if let Some(frame) = S::server_full_frame().filter(|_| plain) {
-        let _ = stream.set_nonblocking(true);
-        // A fresh socket's send buffer takes one small frame without blocking.
-        let _ = (&stream).write_all(&frame);
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-}
-
 fn close_idle<S: Service>(reactor: &Reactor<S>, idle_timeout: Duration) {
     let now = reactor.now_ms();
     let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
     for conn in reactor.snapshot() {
+        // A throttled client is sending; it is the server that is not reading.
+        if conn.throttled_until().is_some() {
+            continue;
+        }
         if conn.idle_ms(now) >= limit {
             reactor.metrics.idle_closes.inc();
             conn.abort(CloseReason::IdleTimeout);
@@ -463,9 +510,7 @@ impl Scrapes {
                     if complete || scrape.request.len() >= MAX_METRICS_REQUEST {
                         let response = crate::metrics::http_response(&scrape.request, || {
                             let mut body = String::new();
-                            reactor
-                                .metrics
-                                .render(&mut body, reactor.conns.lock().len());
+                            reactor.metrics.render(&mut body, reactor.open_count());
                             service.render_metrics(&mut body);
                             body
                         });

@@ -1,9 +1,10 @@
 //! What every connection needs from the server core: the poller to re-arm, the job
 //! queue to schedule itself on, and the limits and clock they share.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -28,8 +29,14 @@ pub(crate) struct Reactor<S: Service> {
     pub(crate) poller: Arc<Poller>,
     /// Every open connection by poller key. Never taken while a connection lock is held.
     pub(crate) conns: Mutex<HashMap<usize, Arc<Conn<S>>>>,
+    /// Connections in `conns` that were refused by a limit and are only finishing
+    /// their TLS handshake to be told so: they hold no place.
+    refusing: AtomicUsize,
     /// Open connections per client address, for the per-IP limit.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Throttled connections by (deadline ms, key): when the poller must wake them.
+    /// One entry per throttled connection at most, so bounded by the connections.
+    throttled: Mutex<BTreeSet<(u64, usize)>>,
     /// Counters for `/metrics`.
     pub(crate) metrics: TransportMetrics,
     jobs: Sender<Task<S>>,
@@ -43,7 +50,9 @@ impl<S: Service> Reactor<S> {
         Reactor {
             poller,
             conns: Mutex::new(HashMap::new()),
+            refusing: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(BTreeSet::new()),
             metrics: TransportMetrics::default(),
             jobs,
             max_outbound,
@@ -76,11 +85,37 @@ impl<S: Service> Reactor<S> {
     /// Forgets a closed connection; false if it was already forgotten (so its place
     /// is given back once, however often this is called).
     pub(crate) fn remove(&self, conn: &Conn<S>) -> bool {
+        if let Some(deadline) = conn.throttled_until() {
+            self.throttled.lock().remove(&(deadline, conn.key));
+        }
         if self.conns.lock().remove(&conn.key).is_none() {
             return false;
         }
-        self.release_ip(conn.peer.ip());
+        if conn.is_refused() {
+            self.refusing.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.release_ip(conn.peer.ip());
+        }
         true
+    }
+
+    /// Adds a connection to the map; a refused one (`Conn::is_refused`) holds no place.
+    pub(crate) fn insert(&self, conn: Arc<Conn<S>>) {
+        if conn.is_refused() {
+            self.refusing.fetch_add(1, Ordering::Relaxed);
+        }
+        self.conns.lock().insert(conn.key, conn);
+    }
+
+    /// Connections that hold a place (`--max-conns`): open and not refused.
+    pub(crate) fn open_count(&self) -> usize {
+        let all = self.conns.lock().len();
+        all.saturating_sub(self.refusing.load(Ordering::Relaxed))
+    }
+
+    /// Refused connections still finishing their TLS handshake.
+    pub(crate) fn refusing(&self) -> usize {
+        self.refusing.load(Ordering::Relaxed)
     }
 
     /// Uncounts a connection from `ip` (closed, or never set up).
@@ -105,6 +140,34 @@ impl<S: Service> Reactor<S> {
         }
         *count += 1;
         true
+    }
+
+    /// Has the poller wake connection `key` at `deadline` (reactor clock, ms), waking
+    /// the poller now if that is sooner than anything it waits for.
+    pub(crate) fn wake_at(&self, deadline: u64, key: usize) {
+        let first = {
+            let mut throttled = self.throttled.lock();
+            throttled.insert((deadline, key));
+            throttled.first() == Some(&(deadline, key))
+        };
+        if first && let Err(e) = self.poller.notify() {
+            log::warn!("cannot wake the poller for a throttled connection: {e}");
+        }
+    }
+
+    /// The earliest throttle deadline (reactor clock, ms), if any.
+    pub(crate) fn next_wake(&self) -> Option<u64> {
+        self.throttled.lock().first().map(|&(deadline, _)| deadline)
+    }
+
+    /// Takes the keys of the connections whose throttle deadline has come.
+    pub(crate) fn due(&self, now_ms: u64) -> Vec<usize> {
+        let mut throttled = self.throttled.lock();
+        let later = throttled.split_off(&(now_ms + 1, 0));
+        std::mem::replace(&mut *throttled, later)
+            .into_iter()
+            .map(|(_, key)| key)
+            .collect()
     }
 
     /// A snapshot of the open connections (the map lock is released on return).

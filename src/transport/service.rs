@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -17,6 +18,10 @@ pub(crate) enum Flow {
     Park,
     /// Stop reading; the service has asked for the connection to close.
     Stop,
+    /// Stop reading for this long (the client is over its rate), then wake the
+    /// service (`Service::wake`) to go on with what is buffered. The idle timeout is
+    /// paused meanwhile.
+    Throttle(Duration),
 }
 
 /// A protocol served over connections. Every call for one connection happens on the
@@ -47,9 +52,6 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// The frame that tells a client why it is being closed, if the protocol has one.
     fn closing_frame(reason: CloseReason) -> Option<Bytes>;
-
-    /// The frame that tells a client it was refused because the server is full.
-    fn server_full_frame() -> Option<Bytes>;
 
     /// Appends the service's own metrics, Prometheus text format.
     fn render_metrics(&self, out: &mut String);

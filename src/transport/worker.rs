@@ -87,6 +87,9 @@ fn run_job<S: Service>(
         if bits & pending::WAKE != 0 {
             flow = service.wake(conn, &mut io, flusher);
             conn.set_parked(flow == Flow::Park);
+            if let Flow::Throttle(wait) = flow {
+                conn.throttle(wait);
+            }
         }
         let mut yielded = false;
         if bits & (pending::READ | pending::WAKE) != 0 && flow == Flow::Continue {
@@ -94,6 +97,7 @@ fn run_job<S: Service>(
                 conn.set_blocked(false);
             }
             yielded = read(conn, &mut io, service, flusher, spare);
+            conn.finish_refusal(S::closing_frame(CloseReason::ServerFull));
             if conn.is_tls() {
                 // Reading may have produced handshake replies or alerts to send.
                 conn.flush(flusher.scratch());
@@ -133,6 +137,11 @@ fn read<S: Service>(
                 conn.close_when_drained(CloseReason::Eof, None);
                 return false;
             }
+            Ok(_) if conn.is_refused() => {
+                // Sent after the handshake by a client it was refused: never handled.
+                let n = io.inbuf.data().len();
+                io.inbuf.consume(n);
+            }
             Ok(got) => match service.input(conn, io, flusher) {
                 Flow::Continue if got.drained => return false,
                 Flow::Continue => {}
@@ -141,6 +150,10 @@ fn read<S: Service>(
                     return false;
                 }
                 Flow::Stop => return false,
+                Flow::Throttle(wait) => {
+                    conn.throttle(wait);
+                    return false;
+                }
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

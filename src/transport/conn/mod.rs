@@ -23,6 +23,7 @@ use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -52,8 +53,8 @@ pub(crate) enum CloseReason {
     Shutdown,
     /// A TLS client did not finish its handshake in time.
     HandshakeTimeout,
-    /// The client kept sending faster than `max_frame_rate` after being told.
-    Flood,
+    /// Refused by a connection limit, told so after its TLS handshake.
+    ServerFull,
     /// A socket error.
     Error,
 }
@@ -68,7 +69,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::Flood => "flood",
+            CloseReason::ServerFull => "server_full",
             CloseReason::Error => "error",
         }
     }
@@ -105,6 +106,9 @@ struct Ctl {
     finishing: bool,
     /// A write came back short or `WouldBlock` with data left.
     want_write: bool,
+    /// Over its frame rate: not read until then (reactor clock, ms); the poller wakes
+    /// it (`resume_if_due`).
+    throttled_until: Option<u64>,
     closed: bool,
 }
 
@@ -128,6 +132,9 @@ pub(crate) struct Conn<S: Service> {
     tls: Option<Mutex<ServerConnection>>,
     /// When the connection was accepted (reactor clock), for the handshake timeout.
     opened_ms: u64,
+    /// Over a connection limit: it only finishes its TLS handshake, to be told
+    /// `server_full`; its input never reaches the service, and it holds no place.
+    refused: bool,
     reactor: Arc<Reactor<S>>,
     ctl: Mutex<Ctl>,
     out: Mutex<Outbound>,
@@ -144,6 +151,7 @@ impl<S: Service> Conn<S> {
         reactor: Arc<Reactor<S>>,
         session: S::Session,
         tls: Option<ServerConnection>,
+        refused: bool,
     ) -> Self {
         let now = reactor.now_ms();
         Conn {
@@ -152,6 +160,7 @@ impl<S: Service> Conn<S> {
             socket,
             tls: tls.map(Mutex::new),
             opened_ms: now,
+            refused,
             reactor,
             ctl: Mutex::new(Ctl {
                 job: Job::Idle,
@@ -161,6 +170,7 @@ impl<S: Service> Conn<S> {
                 blocked: false,
                 finishing: false,
                 want_write: false,
+                throttled_until: None,
                 closed: false,
             }),
             out: Mutex::new(Outbound::new()),
@@ -269,6 +279,54 @@ impl<S: Service> Conn<S> {
         self.ctl.lock().parked = parked;
     }
 
+    /// Whether the connection was refused by a limit (see `refused`).
+    pub(crate) fn is_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// Once a refused TLS connection has finished its handshake, queues `frame` (the
+    /// service's `server_full`) and closes when it is written. Does nothing before, or
+    /// a second time.
+    pub(crate) fn finish_refusal(self: &Arc<Self>, frame: Option<Bytes>) {
+        let handshaken = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.lock().is_handshaking());
+        if !self.refused || !handshaken || self.ctl.lock().finishing {
+            return;
+        }
+        self.close_when_drained(CloseReason::ServerFull, frame);
+    }
+
+    /// Stops reading for `wait` (the service's rate limit): the poller's timer wakes the
+    /// connection then (`resume_if_due`). Until then TCP's flow control slows the
+    /// sender, and the idle timeout is paused.
+    pub(crate) fn throttle(&self, wait: Duration) {
+        let wait_ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        let deadline = self.reactor.now_ms().saturating_add(wait_ms.max(1));
+        self.ctl.lock().throttled_until = Some(deadline);
+        self.reactor.wake_at(deadline, self.key);
+    }
+
+    /// Ends a throttle whose time has come: the service is woken to go on with what
+    /// it holds, and the idle clock starts afresh (the client was sending all along).
+    pub(crate) fn resume_if_due(self: &Arc<Self>, now_ms: u64) {
+        let mut ctl = self.ctl.lock();
+        if ctl.throttled_until.is_none_or(|at| at > now_ms) {
+            return;
+        }
+        ctl.throttled_until = None;
+        self.last_input.store(now_ms, Ordering::Relaxed);
+        if !ctl.finishing {
+            self.enqueue(ctl, pending::WAKE);
+        }
+    }
+
+    /// When a throttled connection is due to be read again (reactor clock, ms).
+    pub(crate) fn throttled_until(&self) -> Option<u64> {
+        self.ctl.lock().throttled_until
+    }
+
     /// Records whether reading stopped because the outbound queue is full.
     pub(crate) fn set_blocked(&self, blocked: bool) {
         self.ctl.lock().blocked = blocked;
@@ -320,7 +378,7 @@ impl<S: Service> Conn<S> {
 
 impl Ctl {
     fn read_wanted(&self) -> bool {
-        !self.parked && !self.blocked && !self.finishing
+        !self.parked && !self.blocked && !self.finishing && self.throttled_until.is_none()
     }
 }
 
