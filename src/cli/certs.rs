@@ -142,10 +142,7 @@ pub fn generate_self_signed(names: &[String]) -> Result<SelfSigned, CertError> {
     // certificate would otherwise take that one for this one's issuer by name, and
     // report a bad signature where the truth is an unknown issuer.
     let fingerprint = Sha256::digest(key.public_key_raw());
-    let tag: String = fingerprint[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let tag = hex::encode(&fingerprint[..6]);
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, first.as_str());
     subject.push(DnType::OrganizationName, format!("parlor gen-cert {tag}"));
