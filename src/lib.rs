@@ -54,8 +54,17 @@
 //! connections open and close, logins, and every room message before it is sent (and
 //! may refuse it): see [`ServerBuilder`]. `examples/custom_server.rs` is a complete
 //! dice server.
+//!
+//! # Features
+//!
+//! `cli` (on by default): the `parlor` binary, the terminal client (`parlor::terminal`) and
+//! certificate generation (`parlor::certs`), with the crates only they use (rustyline,
+//! rpassword, rcgen, argh, env_logger, signal-hook, jiff). An embedder that needs only
+//! the server and the client turns it off: `parlor = { version = "...",
+//! default-features = false }`.
 
 mod chat;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -70,6 +79,7 @@ mod store;
 mod transport;
 
 pub use chat::command::{CommandError, Context, RoomMessage};
+#[cfg(feature = "cli")]
 pub use cli::{certs, terminal};
 pub use client::{
     Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,

@@ -66,6 +66,7 @@ use frames::KNOWN_EVENTS;
 pub use frames::{Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
+#[cfg(feature = "cli")]
 pub(crate) use tls::server_name_of;
 pub use tls::{DEFAULT_HANDSHAKE_TIMEOUT, TlsOptions};
 

@@ -680,6 +680,8 @@ pub fn example(name: &str) -> PathBuf {
 
 /// `parlor serve` on a free loopback port, in memory, with cheap password hashes: the
 /// binary itself, for what only the process does (flags, logs, signals, TLS files).
+/// The binary exists only with the `cli` feature.
+#[cfg(feature = "cli")]
 pub fn serve_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
     command.args(["serve", "--addr", "127.0.0.1:0", "--in-memory"]);
