@@ -63,6 +63,8 @@
 //! the server and the client turns it off: `parlor = { version = "...",
 //! default-features = false }`.
 
+#![warn(missing_docs)]
+
 mod chat;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -75,6 +77,9 @@ pub mod fuzzing;
 mod metrics;
 mod protocol;
 mod server;
+// StoreError's fields are undocumented until its own conversion (issue 15, the store's
+// part) lands; take this allow out then.
+#[allow(missing_docs)]
 mod store;
 mod transport;
 

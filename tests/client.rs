@@ -21,13 +21,12 @@ const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(200);
 
 fn config(mode: Mode) -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().expect("valid address"),
-        storage: Storage::InMemory,
-        bcrypt_cost: 4,
-        mode,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().expect("valid address");
+    config.storage = Storage::InMemory;
+    config.bcrypt_cost = 4;
+    config.mode = mode;
+    config
 }
 
 /// Starts a server; it runs until the returned guard is dropped.
@@ -714,10 +713,9 @@ fn multi_client_example_chat_mode() {
 fn multi_client_example_fanout_mode() {
     // The publisher sends as fast as its window allows; the per-connection frame-rate
     // limit is off so that this tests the fan-out, not how big the limit's burst is.
-    let (_server, addr) = start_with(Config {
-        max_frame_rate: 0,
-        ..config(Mode::Chat)
-    });
+    let mut config = config(Mode::Chat);
+    config.max_frame_rate = 0;
+    let (_server, addr) = start_with(config);
     let args = [
         "--conns",
         "20",

@@ -140,13 +140,7 @@ impl TlsServer {
         let _ = std::fs::remove_dir_all(&dir);
         let names = parlor::certs::DEFAULT_NAMES.map(str::to_owned);
         let files = parlor::certs::write_self_signed(&dir, &names, false).expect("certificate");
-        let (server, addr) = start(|c| {
-            c.tls = Some(TlsConfig {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-                listen: None,
-            })
-        });
+        let (server, addr) = start(|c| c.tls = Some(TlsConfig::new(&files.cert, &files.key)));
         TlsServer {
             _server: server,
             addr,

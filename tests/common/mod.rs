@@ -37,12 +37,11 @@ pub fn test_config() -> Config {
         }
         None => Storage::InMemory,
     };
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        storage,
-        bcrypt_cost: 4,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.storage = storage;
+    config.bcrypt_cost = 4;
+    config
 }
 
 const STORE_ENV: &str = "PARLOR_TEST_STORE";
