@@ -33,6 +33,15 @@ pub enum ClientError {
         /// The `reason` of the `closing` event that came before, if one did.
         reason: Option<String>,
     },
+    /// The server turned this connection away: the first thing it sent on it was a
+    /// `closing` event, before any answer, and then it closed the connection. Its
+    /// reason is `server_full` when a connection limit (`--max-conns`,
+    /// `--max-conns-per-ip`) is reached, `shutdown` when the server is stopping.
+    #[error("{}", refused(.reason))]
+    Refused {
+        /// The `reason` of that `closing` event.
+        reason: String,
+    },
     /// No response (or no write progress) within the client's timeout.
     #[error("timed out waiting for the server")]
     Timeout,
@@ -57,6 +66,16 @@ fn closed(reason: Option<&str>) -> String {
     match reason {
         Some(reason) => format!("connection closed by the server ({reason})"),
         None => "connection closed by the server".to_owned(),
+    }
+}
+
+fn refused(reason: &str) -> String {
+    match reason {
+        "server_full" => {
+            "the server is full: it turned this connection away (server_full); try again later"
+                .to_owned()
+        }
+        other => format!("the server turned this connection away ({other})"),
     }
 }
 

@@ -17,7 +17,8 @@ pub enum TerminalError {
         /// What resolving it said.
         source: io::Error,
     },
-    /// The first connection to the server failed.
+    /// The first connection to the server failed, or the server turned it away
+    /// ([`ClientError::Refused`], e.g. because it is full).
     #[error("cannot connect to {addr}: {}", Described(.source))]
     Connect {
         /// The address as given.
