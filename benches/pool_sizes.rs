@@ -46,19 +46,17 @@ const PASSWORD: &str = "bench password";
 const TEXT_LEN: usize = 128;
 
 fn start_server(mode: Mode, workers: usize) -> ServerHandle {
-    let config = Config {
-        addr: "127.0.0.1:0".parse().expect("a valid address"),
-        storage: Storage::InMemory,
-        bcrypt_cost: 4,
-        workers,
-        mode,
-        // Listeners send nothing for the whole group; keep them from timing out.
-        idle_timeout: Duration::from_secs(3600),
-        // This measures throughput, not the per-connection frame-rate limiter (the
-        // fan-out sender alone sends far more than its default 1000 frames/s).
-        max_frame_rate: 0,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().expect("a valid address");
+    config.storage = Storage::InMemory;
+    config.bcrypt_cost = 4;
+    config.workers = workers;
+    config.mode = mode;
+    // Listeners send nothing for the whole group; keep them from timing out.
+    config.idle_timeout = Duration::from_secs(3600);
+    // This measures throughput, not the per-connection frame-rate limiter (the
+    // fan-out sender alone sends far more than its default 1000 frames/s).
+    config.max_frame_rate = 0;
     Server::bind(config)
         .expect("the bench server binds")
         .spawn()

@@ -1,11 +1,14 @@
 //! Server settings, with the defaults PROTOCOL.md names.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What the server does with the bytes it receives.
+/// What the server does with the bytes it receives. More modes may come: match with
+/// a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// The chat protocol: newline-delimited JSON requests, responses and events.
     Chat,
@@ -13,8 +16,10 @@ pub enum Mode {
     Echo,
 }
 
-/// Where chat state is kept.
+/// Where chat state is kept. More backends may come (PostgreSQL): match with a
+/// wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Storage {
     /// Nothing touches the disk; everything is lost when the server stops.
     InMemory,
@@ -22,8 +27,10 @@ pub enum Storage {
     Dir(PathBuf),
 }
 
-/// How hard a commit waits for the disk.
+/// How hard a commit waits for the disk. More modes may come: match with a wildcard
+/// arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncMode {
     /// `synchronous=NORMAL`: a commit survives the process crashing, not the machine
     /// losing power (the last commits may be lost then, never corrupted).
@@ -33,8 +40,10 @@ pub enum SyncMode {
     Full,
 }
 
-/// Where a server's certificate and key are, and where it serves TLS.
+/// Where a server's certificate and key are, and where it serves TLS. Build it with
+/// [`TlsConfig::new`] and set `listen` if wanted; more fields may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// The certificate chain, PEM (leaf first, as `fullchain.pem`).
     pub cert: PathBuf,
@@ -47,7 +56,18 @@ pub struct TlsConfig {
 
 /// Everything a [`crate::Server`] can be told. `Config::default()` is what
 /// `parlor serve` runs with when given no flags.
+///
+/// More settings are added as the server grows, so a `Config` is not built with a
+/// struct literal: start from `Config::default()` and set the fields you want, or use
+/// [`crate::ServerBuilder::configure`].
+///
+/// ```
+/// let mut config = parlor::Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.max_conns = 100;
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub addr: SocketAddr,
@@ -100,6 +120,38 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+}
+
+impl TlsConfig {
+    /// The certificate chain `cert` and private key `key` (PEM files), serving TLS on
+    /// the main address (`listen` is `None`).
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+            listen: None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    /// `chat` or `echo`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Chat => "chat",
+            Mode::Echo => "echo",
+        })
+    }
+}
+
+impl fmt::Display for Storage {
+    /// `in memory`, or the data directory's path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Storage::InMemory => f.write_str("in memory"),
+            Storage::Dir(dir) => write!(f, "{}", dir.display()),
+        }
+    }
 }
 
 /// The default worker pool size: 4 workers per CPU, at most 64.

@@ -252,7 +252,9 @@ fn config(serve: Serve) -> Result<Config, String> {
                 })?),
                 None => None,
             };
-            Some(TlsConfig { cert, key, listen })
+            let mut tls = TlsConfig::new(cert, key);
+            tls.listen = listen;
+            Some(tls)
         }
         (None, None, None) => None,
         _ => {
@@ -269,31 +271,31 @@ fn config(serve: Serve) -> Result<Config, String> {
         })?),
         None => None,
     };
-    let defaults = Config::default();
-    Ok(Config {
-        addr,
-        mode: if serve.echo { Mode::Echo } else { Mode::Chat },
-        workers: serve.workers.unwrap_or(defaults.workers),
-        max_frame: serve.max_frame,
-        max_outbound: serve.max_outbound,
-        max_text: serve.max_text,
-        history_len: serve.history_len,
-        idle_timeout: Duration::from_secs(serve.idle_timeout),
-        session_ttl: Duration::from_secs(serve.session_ttl),
-        max_conns: serve.max_conns,
-        max_conns_per_ip: serve.max_conns_per_ip,
-        limit_loopback: false,
-        max_frame_rate: serve.max_frame_rate,
-        max_rooms: serve.max_rooms,
-        max_room_members: serve.max_room_members,
-        bcrypt_cost: serve.bcrypt_cost,
-        hash_threads: serve.hash_threads,
-        hash_queue: defaults.hash_queue,
-        storage,
-        sync: serve.sync,
-        tls,
-        metrics_addr,
-    })
+    // Field by field from the defaults: `Config` is `#[non_exhaustive]`, and a setting
+    // without a flag keeps its default.
+    let mut config = Config::default();
+    config.addr = addr;
+    config.mode = if serve.echo { Mode::Echo } else { Mode::Chat };
+    config.workers = serve.workers.unwrap_or(config.workers);
+    config.max_frame = serve.max_frame;
+    config.max_outbound = serve.max_outbound;
+    config.max_text = serve.max_text;
+    config.history_len = serve.history_len;
+    config.idle_timeout = Duration::from_secs(serve.idle_timeout);
+    config.session_ttl = Duration::from_secs(serve.session_ttl);
+    config.max_conns = serve.max_conns;
+    config.max_conns_per_ip = serve.max_conns_per_ip;
+    config.limit_loopback = false;
+    config.max_frame_rate = serve.max_frame_rate;
+    config.max_rooms = serve.max_rooms;
+    config.max_room_members = serve.max_room_members;
+    config.bcrypt_cost = serve.bcrypt_cost;
+    config.hash_threads = serve.hash_threads;
+    config.storage = storage;
+    config.sync = serve.sync;
+    config.tls = tls;
+    config.metrics_addr = metrics_addr;
+    Ok(config)
 }
 
 fn parse_sync(value: &str) -> Result<SyncMode, String> {
@@ -316,15 +318,9 @@ fn run(serve: Serve) -> Result<(), String> {
         "parlor {} listening on {} (mode: {}, workers: {}, data: {}, tls: {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
-        match config.mode {
-            Mode::Chat => "chat",
-            Mode::Echo => "echo",
-        },
+        config.mode,
         config.workers,
-        match &config.storage {
-            Storage::InMemory => "in memory".to_owned(),
-            Storage::Dir(dir) => dir.display().to_string(),
-        },
+        config.storage,
         match server.tls_addr() {
             None => "off".to_owned(),
             Some(addr) if addr == server.local_addr() => "on".to_owned(),

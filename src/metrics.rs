@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::error_code::ErrorCode;
+
 /// A monotonically growing count.
 #[derive(Default)]
 pub(crate) struct Counter(AtomicU64);
@@ -223,27 +225,7 @@ mod tests {
 }
 
 /// The error codes counted by name; others count as `other`.
-const ERROR_NAMES: [&str; 19] = [
-    "bad_json",
-    "bad_request",
-    "unknown_op",
-    "frame_too_large",
-    "not_authenticated",
-    "server_busy",
-    "rate_limited",
-    "internal",
-    "too_many_rooms",
-    "room_full",
-    "bad_name",
-    "weak_password",
-    "user_exists",
-    "auth_failed",
-    "room_exists",
-    "no_such_room",
-    "not_member",
-    "too_long",
-    "no_such_user",
-];
+const ERROR_NAMES: &[&str] = ErrorCode::KNOWN;
 
 /// The chat service's counters.
 pub(crate) struct ChatMetrics {

@@ -1,7 +1,6 @@
 //! The embeddable server: bind from a [`Config`], learn the bound address, run it on
 //! background threads, and shut it down.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
@@ -22,10 +21,13 @@ use crate::transport::reactor::Reactor;
 use crate::transport::service::Service;
 use crate::transport::worker;
 
-/// Why a server could not start or stopped with an error.
-#[derive(Debug)]
+/// Why a server could not start or stopped with an error. New kinds may be added:
+/// match with a wildcard arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The listening socket could not be opened.
+    #[error("{}", bind_message(addr, source))]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -33,49 +35,31 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The configuration makes no sense (e.g. zero workers).
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// The poller failed; the server cannot watch its sockets.
-    Poller(io::Error),
+    #[error("the poller failed: {0}")]
+    Poller(#[source] io::Error),
     /// The data directory or database cannot be used.
-    Store(StoreError),
+    #[error("{0}")]
+    Store(#[source] StoreError),
     /// A command was registered under the name of a built-in op or of another
     /// command.
+    #[error("the command name `{0}` is taken (by a built-in op or another command)")]
     CommandClash(String),
     /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
     Tls(String),
 }
 
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
-                write!(
-                    f,
-                    "cannot listen on {addr}: the address is in use (is another server running there? choose another with --addr)"
-                )
-            }
-            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            ServerError::Config(why) => write!(f, "invalid configuration: {why}"),
-            ServerError::Poller(e) => write!(f, "the poller failed: {e}"),
-            ServerError::Store(e) => e.fmt(f),
-            ServerError::Tls(why) => f.write_str(why),
-            ServerError::CommandClash(name) => {
-                write!(
-                    f,
-                    "the command name `{name}` is taken (by a built-in op or another command)"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for ServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ServerError::Bind { source, .. } | ServerError::Poller(source) => Some(source),
-            ServerError::Store(e) => Some(e),
-            ServerError::Config(_) | ServerError::CommandClash(_) | ServerError::Tls(_) => None,
-        }
+fn bind_message(addr: &SocketAddr, source: &io::Error) -> String {
+    if source.kind() == io::ErrorKind::AddrInUse {
+        format!(
+            "cannot listen on {addr}: the address is in use (is another server running there? \
+             choose another with --addr)"
+        )
+    } else {
+        format!("cannot listen on {addr}: {source}")
     }
 }
 

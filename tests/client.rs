@@ -21,13 +21,12 @@ const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(200);
 
 fn config(mode: Mode) -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().expect("valid address"),
-        storage: Storage::InMemory,
-        bcrypt_cost: 4,
-        mode,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().expect("valid address");
+    config.storage = Storage::InMemory;
+    config.bcrypt_cost = 4;
+    config.mode = mode;
+    config
 }
 
 /// Starts a server; it runs until the returned guard is dropped.
@@ -546,6 +545,48 @@ fn pipelined_requests_answer_in_order() {
 }
 
 #[test]
+fn a_full_server_turns_a_client_away_with_the_reason() {
+    let mut config = config(Mode::Chat);
+    config.max_conns = 1;
+    let (_server, addr) = start_with(config);
+    let mut first = Client::connect(addr).unwrap();
+    first.ping().unwrap();
+
+    let mut second = Client::connect(addr).unwrap();
+    let refused = second.ping().unwrap_err();
+    match &refused {
+        ClientError::Refused { reason } => assert_eq!(reason, "server_full"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    let said = refused.to_string();
+    assert!(said.starts_with("the server is full: "), "{said}");
+    // The one connection allowed is untouched.
+    first.ping().unwrap();
+}
+
+#[test]
+fn a_refusal_read_after_a_failed_write_still_says_why() {
+    let (mut client, server) = fake_server(|_, mut stream| {
+        send_line(&mut stream, r#"{"event":"closing","reason":"server_full"}"#);
+    });
+    server.join().unwrap();
+    // The first write reaches a closed socket, which answers with a reset; a later
+    // one fails. Whichever fails, the `closing` that came first gives the reason.
+    let deadline = std::time::Instant::now() + WAIT;
+    let failed = loop {
+        match client.send_request("ping", Value::Null) {
+            Ok(_) if std::time::Instant::now() < deadline => thread::sleep(QUIET),
+            Ok(_) => panic!("writes to a closed connection kept succeeding"),
+            Err(e) => break e,
+        }
+    };
+    match failed {
+        ClientError::Refused { reason } => assert_eq!(reason, "server_full"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+}
+
+#[test]
 fn closing_reason_is_kept_and_unknown_events_pass_through() {
     let (mut client, server) = fake_server(|mut reader, mut stream| {
         read_id(&mut reader);
@@ -714,10 +755,9 @@ fn multi_client_example_chat_mode() {
 fn multi_client_example_fanout_mode() {
     // The publisher sends as fast as its window allows; the per-connection frame-rate
     // limit is off so that this tests the fan-out, not how big the limit's burst is.
-    let (_server, addr) = start_with(Config {
-        max_frame_rate: 0,
-        ..config(Mode::Chat)
-    });
+    let mut config = config(Mode::Chat);
+    config.max_frame_rate = 0;
+    let (_server, addr) = start_with(config);
     let args = [
         "--conns",
         "20",

@@ -44,13 +44,11 @@ fn numbers_after(line: &str, labels: &[&str]) -> Vec<u64> {
 
 #[test]
 fn server_survives_mixed_faults_and_loses_nothing() {
-    let config = Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        storage: Storage::InMemory,
-        bcrypt_cost: 4,
-        max_outbound: MAX_OUTBOUND,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.storage = Storage::InMemory;
+    config.bcrypt_cost = 4;
+    config.max_outbound = MAX_OUTBOUND;
     let max_frame = config.max_frame.to_string();
     let (handle, addr) = common::start_with(config);
     // The server runs in this process: its memory is this process's.

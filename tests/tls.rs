@@ -56,11 +56,9 @@ fn cert_in(dir: &Path) -> CertFiles {
 /// beside a plain one. Returns the handle, the main address and the TLS address.
 fn start_tls(cert: &CertFiles, side_by_side: bool) -> (ServerHandle, SocketAddr, SocketAddr) {
     let mut config = test_config();
-    config.tls = Some(TlsConfig {
-        cert: cert.cert.clone(),
-        key: cert.key.clone(),
-        listen: side_by_side.then(|| "127.0.0.1:0".parse().expect("an address")),
-    });
+    let mut tls = TlsConfig::new(&cert.cert, &cert.key);
+    tls.listen = side_by_side.then(|| "127.0.0.1:0".parse().expect("an address"));
+    config.tls = Some(tls);
     let server = Server::bind(config).expect("TLS server binds");
     let main = server.local_addr();
     let tls = server.tls_addr().expect("a TLS address");

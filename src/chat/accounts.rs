@@ -141,7 +141,7 @@ impl Accounts {
     pub(crate) fn new_session(&self, user: &Arc<User>) -> (String, TokenHash) {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("the OS random source failed");
-        let token = hex(&raw);
+        let token = hex::encode(raw);
         let hash = token_hash(&token);
         let mut sessions = self.sessions.lock();
         let now = Instant::now();
@@ -199,14 +199,4 @@ impl Accounts {
 
 fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
 }

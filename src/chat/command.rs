@@ -1,7 +1,6 @@
 //! Your own ops and hooks, for a server embedded as a library: see
 //! [`crate::ServerBuilder::command`] and the `on_*` hooks.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,7 +13,8 @@ use crate::protocol::json as protocol;
 
 /// An error a command or a hook answers with: a code (a built-in one, or one of your
 /// own, such as `"moderated"`) and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
 pub struct CommandError {
     /// Sent as the response's `error`.
     pub code: ErrorCode,
@@ -32,14 +32,6 @@ impl CommandError {
         }
     }
 }
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for CommandError {}
 
 /// What a command handler sees of its caller and can do with the server. Frames it
 /// sends are delivered in order with the caller's other answers.

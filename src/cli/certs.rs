@@ -68,11 +68,14 @@ pub struct CertFiles {
 }
 
 /// Why a certificate could not be made or written.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// No name was given: a certificate must name the server.
+    #[error("a certificate needs at least one name")]
     NoNames,
     /// A name is neither a DNS name nor an IP address.
+    #[error("{name:?} is not a DNS name or an IP address ({reason})")]
     BadName {
         /// The name as given.
         name: String,
@@ -80,44 +83,19 @@ pub enum CertError {
         reason: String,
     },
     /// Generating the key or signing the certificate failed.
-    Generate(rcgen::Error),
+    #[error("cannot generate the certificate: {0}")]
+    Generate(#[source] rcgen::Error),
     /// The file exists and overwriting was not asked for.
+    #[error("{} exists already; add --force to overwrite it", .0.display())]
     Exists(PathBuf),
     /// Creating the directory or writing a file failed.
+    #[error("{}: {source}", path.display())]
     Io {
         /// The directory or file.
         path: PathBuf,
         /// What the operating system said.
         source: io::Error,
     },
-}
-
-impl fmt::Display for CertError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CertError::NoNames => f.write_str("a certificate needs at least one name"),
-            CertError::BadName { name, reason } => {
-                write!(f, "{name:?} is not a DNS name or an IP address ({reason})")
-            }
-            CertError::Generate(e) => write!(f, "cannot generate the certificate: {e}"),
-            CertError::Exists(path) => write!(
-                f,
-                "{} exists already; add --force to overwrite it",
-                path.display()
-            ),
-            CertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for CertError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CertError::Generate(e) => Some(e),
-            CertError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// Generates a new key pair (ECDSA P-256) and a certificate for it, signed by itself,
@@ -142,10 +120,7 @@ pub fn generate_self_signed(names: &[String]) -> Result<SelfSigned, CertError> {
     // certificate would otherwise take that one for this one's issuer by name, and
     // report a bad signature where the truth is an unknown issuer.
     let fingerprint = Sha256::digest(key.public_key_raw());
-    let tag: String = fingerprint[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let tag = hex::encode(&fingerprint[..6]);
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, first.as_str());
     subject.push(DnType::OrganizationName, format!("parlor gen-cert {tag}"));

@@ -1,17 +1,21 @@
 //! What can go wrong talking to the server.
 
-use std::fmt;
 use std::io;
 
 use crate::ErrorCode;
 use crate::client::tls::describe_tls;
 
 /// Everything that can go wrong talking to the server.
-#[derive(Debug)]
+///
+/// New kinds of failure may be added: match with a wildcard arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The socket failed (connect, read or write).
-    Io(io::Error),
+    #[error("i/o error: {0}")]
+    Io(#[source] io::Error),
     /// The server answered `"ok":false`.
+    #[error("server error {code}: {message}")]
     Server {
         /// The wire `error` code.
         code: ErrorCode,
@@ -21,17 +25,30 @@ pub enum ClientError {
     /// The server sent something that breaks the protocol: not JSON, an unknown kind
     /// of frame, a response missing a field, a line over
     /// [`MAX_LINE`](crate::client::MAX_LINE), and so on.
+    #[error("protocol error: {0}")]
     Protocol(String),
     /// The server closed the connection.
+    #[error("{}", closed(.reason.as_deref()))]
     Closed {
         /// The `reason` of the `closing` event that came before, if one did.
         reason: Option<String>,
     },
+    /// The server turned this connection away: the first thing it sent on it was a
+    /// `closing` event, before any answer, and then it closed the connection. Its
+    /// reason is `server_full` when a connection limit (`--max-conns`,
+    /// `--max-conns-per-ip`) is reached, `shutdown` when the server is stopping.
+    #[error("{}", refused(.reason))]
+    Refused {
+        /// The `reason` of that `closing` event.
+        reason: String,
+    },
     /// No response (or no write progress) within the client's timeout.
+    #[error("timed out waiting for the server")]
     Timeout,
     /// TLS failed: the handshake (a certificate not trusted or not valid for the
     /// server's name, a server that does not speak TLS on that port), the CA file, or a
     /// damaged record later on.
+    #[error("TLS error: {0}")]
     Tls(String),
 }
 
@@ -45,30 +62,20 @@ impl ClientError {
     }
 }
 
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Io(e) => write!(f, "i/o error: {e}"),
-            ClientError::Server { code, message } => write!(f, "server error {code}: {message}"),
-            ClientError::Protocol(what) => write!(f, "protocol error: {what}"),
-            ClientError::Closed {
-                reason: Some(reason),
-            } => {
-                write!(f, "connection closed by the server ({reason})")
-            }
-            ClientError::Closed { reason: None } => f.write_str("connection closed by the server"),
-            ClientError::Timeout => f.write_str("timed out waiting for the server"),
-            ClientError::Tls(what) => write!(f, "TLS error: {what}"),
-        }
+fn closed(reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) => format!("connection closed by the server ({reason})"),
+        None => "connection closed by the server".to_owned(),
     }
 }
 
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Io(e) => Some(e),
-            _ => None,
+fn refused(reason: &str) -> String {
+    match reason {
+        "server_full" => {
+            "the server is full: it turned this connection away (server_full); try again later"
+                .to_owned()
         }
+        other => format!("the server turned this connection away ({other})"),
     }
 }
 

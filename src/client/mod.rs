@@ -66,6 +66,7 @@ use frames::KNOWN_EVENTS;
 pub use frames::{Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
+#[cfg(feature = "cli")]
 pub(crate) use tls::server_name_of;
 pub use tls::{DEFAULT_HANDSHAKE_TIMEOUT, TlsOptions};
 
@@ -88,6 +89,10 @@ pub struct Client {
     events: VecDeque<Event>,
     timeout: Duration,
     closing_reason: Option<String>,
+    /// Whether any frame has come from the server yet.
+    heard: bool,
+    /// Whether the server's first frame was `closing`: it turned the connection away.
+    refused: bool,
 }
 
 impl fmt::Debug for Client {
@@ -102,6 +107,7 @@ impl fmt::Debug for Client {
             .field("events", &self.events)
             .field("timeout", &self.timeout)
             .field("closing_reason", &self.closing_reason)
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -133,6 +139,8 @@ impl Client {
             events: VecDeque::new(),
             timeout: DEFAULT_TIMEOUT,
             closing_reason: None,
+            heard: false,
+            refused: false,
         }
     }
 
@@ -224,7 +232,12 @@ impl Client {
                 let _ = self.stream.tcp.shutdown(Shutdown::Both);
                 Err(ClientError::Timeout)
             }
-            Err(e) if is_disconnect(&e) => Err(self.closed()),
+            Err(e) if is_disconnect(&e) => {
+                // The server may have said why before it closed (`closing`, say
+                // `server_full`): take what already arrived, so the error can tell.
+                while let Ok(true) = self.pump(Instant::now()) {}
+                Err(self.closed())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -271,6 +284,7 @@ impl Client {
             let event = parse_event(frame)?;
             if let Event::Closing { reason } = &event {
                 self.closing_reason = Some(reason.clone());
+                self.refused = !self.heard;
             }
             self.events.push_back(event);
         } else if frame.contains_key("ok") {
@@ -296,12 +310,19 @@ impl Client {
                 Value::Object(frame)
             )));
         }
+        self.heard = true;
         Ok(true)
     }
 
+    /// The error for a connection the server has closed.
     fn closed(&self) -> ClientError {
-        ClientError::Closed {
-            reason: self.closing_reason.clone(),
+        match &self.closing_reason {
+            Some(reason) if self.refused => ClientError::Refused {
+                reason: reason.clone(),
+            },
+            reason => ClientError::Closed {
+                reason: reason.clone(),
+            },
         }
     }
 }

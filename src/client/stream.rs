@@ -7,7 +7,6 @@ use std::time::Instant;
 use rustls::ClientConnection;
 
 use crate::client::ClientError;
-use crate::client::tls::send_alert;
 
 /// Longest line the client accepts from the server. The server's own frames are far
 /// smaller (a `history` response is capped at 1 MiB of messages); the cap only stops a
@@ -199,5 +198,15 @@ pub(super) fn with_deadline<T>(
     } else {
         tcp.set_read_timeout(Some(remaining))?;
         io(tcp)
+    }
+}
+
+/// Sends the alert rustls queued on a failure, so the server's log says why (an
+/// unknown CA, say). Best effort: the connection is failing anyway.
+pub(super) fn send_alert(conn: &mut ClientConnection, tcp: &mut TcpStream) {
+    while conn.wants_write() {
+        if !matches!(conn.write_tls(tcp), Ok(n) if n > 0) {
+            return;
+        }
     }
 }

@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
 
-use crate::client::stream::{Transport, is_disconnect, is_timeout, with_deadline};
+use crate::client::stream::{Transport, is_disconnect, is_timeout, send_alert, with_deadline};
 use crate::client::{Client, ClientError};
 
 /// How long a TLS handshake may take unless [`TlsOptions::handshake_timeout`] says
@@ -193,16 +193,6 @@ fn handshake(
         if let Err(e) = conn.process_new_packets() {
             send_alert(conn, tcp);
             return Err(ClientError::Tls(describe_tls(&e)));
-        }
-    }
-}
-
-/// Sends the alert rustls queued on a failure, so the server's log says why (an
-/// unknown CA, say). Best effort: the connection is failing anyway.
-pub(super) fn send_alert(conn: &mut ClientConnection, tcp: &mut TcpStream) {
-    while conn.wants_write() {
-        if !matches!(conn.write_tls(tcp), Ok(n) if n > 0) {
-            return;
         }
     }
 }

@@ -37,12 +37,11 @@ pub fn test_config() -> Config {
         }
         None => Storage::InMemory,
     };
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        storage,
-        bcrypt_cost: 4,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.storage = storage;
+    config.bcrypt_cost = 4;
+    config
 }
 
 const STORE_ENV: &str = "PARLOR_TEST_STORE";
@@ -680,6 +679,8 @@ pub fn example(name: &str) -> PathBuf {
 
 /// `parlor serve` on a free loopback port, in memory, with cheap password hashes: the
 /// binary itself, for what only the process does (flags, logs, signals, TLS files).
+/// The binary exists only with the `cli` feature.
+#[cfg(feature = "cli")]
 pub fn serve_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
     command.args(["serve", "--addr", "127.0.0.1:0", "--in-memory"]);

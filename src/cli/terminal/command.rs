@@ -1,7 +1,5 @@
 //! What the user types: a line parsed into a [`Command`], and `/help`.
 
-use std::fmt;
-
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
 const COMMANDS: [(&str, &str); 9] = [
@@ -28,8 +26,10 @@ const COMMANDS: [(&str, &str); 9] = [
     ),
 ];
 
-/// One line typed by the user, parsed.
+/// One line typed by the user, parsed. More commands may come: match with a wildcard
+/// arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command {
     /// A plain line: a message to the current room.
     Say(String),
@@ -64,27 +64,18 @@ pub enum Command {
 }
 
 /// Why a typed line is not a command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// The line starts with `/` and a word that names no command.
+    #[error(
+        "unknown command {0}: /help lists the commands; start a line with // to send it as text"
+    )]
     Unknown(String),
     /// A known command with the wrong arguments; holds its usage, e.g. `/join ROOM`.
+    #[error("usage: {0}")]
     Usage(&'static str),
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::Unknown(name) => write!(
-                f,
-                "unknown command {name}: /help lists the commands; start a line with // to send it as text"
-            ),
-            ParseError::Usage(usage) => write!(f, "usage: {usage}"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// Parses one typed line: `Ok(None)` for a blank line, a [`Command::Say`] for text,
 /// and a command for a line starting with `/`. A line starting with `//` is text that

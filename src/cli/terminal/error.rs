@@ -6,16 +6,20 @@ use std::io;
 use crate::client::ClientError;
 
 /// Why `parlor chat` stopped with an error.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TerminalError {
     /// `--addr` could not be resolved to any address.
+    #[error("--addr {addr}: {source}")]
     BadAddr {
         /// The address as given.
         addr: String,
         /// What resolving it said.
         source: io::Error,
     },
-    /// The first connection to the server failed.
+    /// The first connection to the server failed, or the server turned it away
+    /// ([`ClientError::Refused`], e.g. because it is full).
+    #[error("cannot connect to {addr}: {}", Described(.source))]
     Connect {
         /// The address as given.
         addr: String,
@@ -24,14 +28,25 @@ pub enum TerminalError {
     },
     /// The server closed a plain connection without answering the login, as a TLS
     /// port does with a client that does not speak TLS.
+    #[error(
+        "the server closed the connection without answering the login; if it serves \
+         TLS on that port, add --tls (or --ca FILE)"
+    )]
     ClosedAtLogin,
     /// Stdin (not a terminal) ended before its first line, the password.
+    #[error("no password: stdin ended before its first line, the password")]
     NoPassword,
     /// Reading the keyboard or stdin failed.
-    Input(io::Error),
+    #[error("cannot read input: {0}")]
+    Input(#[source] io::Error),
     /// Writing to the screen failed.
-    Output(io::Error),
+    #[error("cannot write output: {0}")]
+    Output(#[source] io::Error),
     /// The login was refused and no account was created.
+    #[error(
+        "cannot log in as {user}: wrong password, or no such user{}",
+        if *.hint_signup { " (add --signup to create the account)" } else { "" }
+    )]
     LoginFailed {
         /// The user name.
         user: String,
@@ -40,66 +55,20 @@ pub enum TerminalError {
     },
     /// The login was refused and `signup` answered `user_exists`: the account exists,
     /// so the password was wrong.
+    #[error("wrong password for {user}")]
     WrongPassword {
         /// The user name.
         user: String,
     },
     /// The new password was typed differently the second time.
+    #[error("the two passwords differ; no account created")]
     PasswordMismatch,
     /// After a reconnect, the server refused the session token (expired or revoked).
+    #[error("the server no longer accepts this session; run parlor chat again to log in")]
     SessionExpired,
     /// A request failed: the server's error, or the connection's.
-    Client(ClientError),
-}
-
-impl fmt::Display for TerminalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TerminalError::BadAddr { addr, source } => write!(f, "--addr {addr}: {source}"),
-            TerminalError::Connect { addr, source } => {
-                write!(f, "cannot connect to {addr}: {}", Described(source))
-            }
-            TerminalError::ClosedAtLogin => f.write_str(
-                "the server closed the connection without answering the login; if it serves \
-                 TLS on that port, add --tls (or --ca FILE)",
-            ),
-            TerminalError::NoPassword => {
-                f.write_str("no password: stdin ended before its first line, the password")
-            }
-            TerminalError::Input(e) => write!(f, "cannot read input: {e}"),
-            TerminalError::Output(e) => write!(f, "cannot write output: {e}"),
-            TerminalError::LoginFailed { user, hint_signup } => {
-                write!(
-                    f,
-                    "cannot log in as {user}: wrong password, or no such user"
-                )?;
-                if *hint_signup {
-                    f.write_str(" (add --signup to create the account)")?;
-                }
-                Ok(())
-            }
-            TerminalError::WrongPassword { user } => write!(f, "wrong password for {user}"),
-            TerminalError::PasswordMismatch => {
-                f.write_str("the two passwords differ; no account created")
-            }
-            TerminalError::SessionExpired => f.write_str(
-                "the server no longer accepts this session; run parlor chat again to log in",
-            ),
-            TerminalError::Client(e) => write!(f, "{}", Described(e)),
-        }
-    }
-}
-
-impl std::error::Error for TerminalError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            TerminalError::BadAddr { source, .. }
-            | TerminalError::Input(source)
-            | TerminalError::Output(source) => Some(source),
-            TerminalError::Connect { source, .. } | TerminalError::Client(source) => Some(source),
-            _ => None,
-        }
-    }
+    #[error("{}", Described(.0))]
+    Client(#[source] ClientError),
 }
 
 /// A [`ClientError`] as the user reads it: a server error is `<message> (<code>)`.

@@ -74,6 +74,11 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
             TerminalError::Client(ClientError::Closed { reason: None }) if tls.is_none() => {
                 TerminalError::ClosedAtLogin
             }
+            // Turned away at the door (a full server, say): the connect failed.
+            TerminalError::Client(source @ ClientError::Refused { .. }) => TerminalError::Connect {
+                addr: options.addr.clone(),
+                source,
+            },
             other => other,
         })?;
     let me = client.whoami().map_err(TerminalError::Client)?;
