@@ -1,5 +1,7 @@
 //! A chat server with a command of its own: `roll` throws a die, answers the caller
-//! and tells the room. Try it with `cargo run --example roll_client`.
+//! and tells the room. Only a member of the room can roll into it
+//! (`Context::send_to_room` answers `not_member` otherwise). Try it with
+//! `cargo run --example roll_client`.
 use parlor::{CommandError, Context, Server};
 use serde_json::{Value, json};
 

@@ -75,12 +75,14 @@ pub struct Config {
     pub mode: Mode,
     /// Number of worker threads that read, parse and handle frames.
     pub workers: usize,
-    /// Longest frame accepted, newline included, in bytes.
+    /// Longest frame accepted, newline included, in bytes. Left at its default, it
+    /// follows `max_text` and `max_outbound` ([`Config::fit_default_limits`]).
     pub max_frame: usize,
     /// Bytes that may wait in one connection's outbound queue before it is cut off
-    /// as a slow consumer.
+    /// as a slow consumer. Left at its default, it follows `max_frame`.
     pub max_outbound: usize,
-    /// Longest message text, in bytes.
+    /// Longest message text, in bytes; below `max_frame`. Left at its default, it
+    /// follows `max_frame`.
     pub max_text: usize,
     /// Messages per room kept in memory for `history`.
     pub history_len: usize,
@@ -103,15 +105,19 @@ pub struct Config {
     pub max_frame_rate: u32,
     /// Most rooms (`create` answers `too_many_rooms` beyond).
     pub max_rooms: usize,
+    /// Most rooms one user may create (`create` answers `too_many_rooms` beyond;
+    /// 0: no limit). Counted since the server started.
+    pub max_rooms_per_user: usize,
     /// Most members of one room (`join` answers `room_full` beyond).
     pub max_room_members: usize,
     /// bcrypt cost factor for new password hashes.
     pub bcrypt_cost: u32,
     /// Threads that hash passwords, apart from the workers.
     pub hash_threads: usize,
-    /// Password-hashing requests that may wait for a hashing thread before new ones
-    /// are answered `server_busy`.
-    pub hash_queue: usize,
+    /// Longest a password-hashing request may expect to wait for a hashing thread
+    /// (estimated from the measured time of a hash and the requests before it); one
+    /// that would wait longer is answered `server_busy` with `retry_after`.
+    pub max_hash_wait: Duration,
     /// Where chat state is kept.
     pub storage: Storage,
     /// How hard a commit to the data directory waits for the disk.
@@ -166,6 +172,59 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).min(64))
 }
 
+/// How many times `max_text` fits in `max_frame`, and `max_frame` in `max_outbound`,
+/// when one of them follows another: the ratio of the defaults for the first, room
+/// for a few whole frames for the second.
+const TEXT_PER_FRAME: usize = 4;
+const FRAMES_PER_OUTBOUND: usize = 4;
+
+impl Config {
+    /// Makes the size limits left at their defaults (equal to [`Config::default`]'s)
+    /// fit those that were set: `max_frame` rises above `max_text` or falls to
+    /// `max_outbound`, `max_text` falls below `max_frame`, `max_outbound` rises to
+    /// `max_frame`. Limits that were set are never changed, so two set limits that
+    /// conflict still fail [`crate::Server::bind`]. Returns a sentence per change,
+    /// for the log. [`crate::Server::bind`] calls it.
+    pub fn fit_default_limits(&mut self) -> Vec<String> {
+        let defaults = Config::default();
+        let mut notes = Vec::new();
+        let mut follow = |limit: &mut usize, value: usize, why: &str| {
+            *limit = value;
+            notes.push(format!("{why}: {value} bytes"));
+        };
+        let text_set = self.max_text != defaults.max_text;
+        if self.max_frame == defaults.max_frame {
+            if text_set && self.max_text >= self.max_frame {
+                let fit = self.max_text.saturating_mul(TEXT_PER_FRAME);
+                follow(&mut self.max_frame, fit, "--max-frame follows --max-text");
+            }
+            if self.max_outbound < self.max_frame
+                && (!text_set || self.max_outbound > self.max_text)
+            {
+                let fit = self.max_outbound;
+                follow(
+                    &mut self.max_frame,
+                    fit,
+                    "--max-frame follows --max-outbound",
+                );
+            }
+        }
+        if self.max_text == defaults.max_text && self.max_text >= self.max_frame {
+            let fit = (self.max_frame / TEXT_PER_FRAME).max(1);
+            follow(&mut self.max_text, fit, "--max-text follows --max-frame");
+        }
+        if self.max_outbound == defaults.max_outbound && self.max_outbound < self.max_frame {
+            let fit = self.max_frame.saturating_mul(FRAMES_PER_OUTBOUND);
+            follow(
+                &mut self.max_outbound,
+                fit,
+                "--max-outbound follows --max-frame",
+            );
+        }
+        notes
+    }
+}
+
 /// The default listening address, `127.0.0.1:7878`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 
@@ -186,10 +245,11 @@ impl Default for Config {
             limit_loopback: false,
             max_frame_rate: 1000,
             max_rooms: 100_000,
+            max_rooms_per_user: 1000,
             max_room_members: 10_000,
             bcrypt_cost: 12,
             hash_threads: 1,
-            hash_queue: 64,
+            max_hash_wait: Duration::from_secs(2),
             storage: Storage::Dir(PathBuf::from("parlor-data")),
             sync: SyncMode::Normal,
             tls: None,

@@ -4,7 +4,7 @@
 //! the API; they may change or go away in any release.
 
 use crate::protocol::framing::{Split, Splitter};
-use crate::protocol::json::{self as protocol, OpKind};
+use crate::protocol::request::{self as protocol, OpKind};
 
 /// One thing the splitter makes of a byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,16 +72,23 @@ struct Serve {
     /// threads that hash passwords, apart from the workers (default 1)
     #[argh(option, default = "1")]
     hash_threads: usize,
-    /// longest frame in bytes, newline included (default 65536)
-    #[argh(option, default = "65536")]
-    max_frame: usize,
+    /// seconds a signup or login may expect to wait for a hashing thread; longer
+    /// waits are answered `server_busy` with `retry_after` (default 2)
+    #[argh(option, default = "2.0")]
+    max_hash_wait: f64,
+    /// longest frame in bytes, newline included (default 65536, or what fits
+    /// --max-text and --max-outbound when they are set)
+    #[argh(option)]
+    max_frame: Option<usize>,
     /// bytes queued for one client before it is cut off as a slow consumer, or (echo
-    /// mode) before reading from it pauses (default 4194304)
-    #[argh(option, default = "4 << 20")]
-    max_outbound: usize,
-    /// longest message text in bytes (default 16384)
-    #[argh(option, default = "16384")]
-    max_text: usize,
+    /// mode) before reading from it pauses (default 4194304, or 4 x --max-frame when
+    /// that is larger)
+    #[argh(option)]
+    max_outbound: Option<usize>,
+    /// longest message text in bytes (default 16384, or --max-frame / 4 when that is
+    /// smaller)
+    #[argh(option)]
+    max_text: Option<usize>,
     /// messages per room kept in memory for `history` (default 1000)
     #[argh(option, default = "1000")]
     history_len: usize,
@@ -106,6 +113,9 @@ struct Serve {
     /// most rooms on the server (default 100000)
     #[argh(option, default = "100000")]
     max_rooms: usize,
+    /// most rooms one user may create (default 1000; 0: no limit)
+    #[argh(option, default = "1000")]
+    max_rooms_per_user: usize,
     /// most members in one room (default 10000)
     #[argh(option, default = "10000")]
     max_room_members: usize,
@@ -231,6 +241,7 @@ fn gen_cert_main(gen_cert: GenCert) -> ExitCode {
 }
 
 fn config(serve: Serve) -> Result<Config, String> {
+    explicit_limits_agree(&serve)?;
     let addr = serve.addr.parse().map_err(|_| {
         format!(
             "--addr {}: expected HOST:PORT with a numeric IP, e.g. 127.0.0.1:7878",
@@ -271,15 +282,21 @@ fn config(serve: Serve) -> Result<Config, String> {
         })?),
         None => None,
     };
+    let max_hash_wait = Duration::try_from_secs_f64(serve.max_hash_wait).map_err(|_| {
+        format!(
+            "--max-hash-wait {}: expected seconds, e.g. 2 or 0.5",
+            serve.max_hash_wait
+        )
+    })?;
     // Field by field from the defaults: `Config` is `#[non_exhaustive]`, and a setting
     // without a flag keeps its default.
     let mut config = Config::default();
     config.addr = addr;
     config.mode = if serve.echo { Mode::Echo } else { Mode::Chat };
     config.workers = serve.workers.unwrap_or(config.workers);
-    config.max_frame = serve.max_frame;
-    config.max_outbound = serve.max_outbound;
-    config.max_text = serve.max_text;
+    config.max_frame = serve.max_frame.unwrap_or(config.max_frame);
+    config.max_outbound = serve.max_outbound.unwrap_or(config.max_outbound);
+    config.max_text = serve.max_text.unwrap_or(config.max_text);
     config.history_len = serve.history_len;
     config.idle_timeout = Duration::from_secs(serve.idle_timeout);
     config.session_ttl = Duration::from_secs(serve.session_ttl);
@@ -288,14 +305,36 @@ fn config(serve: Serve) -> Result<Config, String> {
     config.limit_loopback = false;
     config.max_frame_rate = serve.max_frame_rate;
     config.max_rooms = serve.max_rooms;
+    config.max_rooms_per_user = serve.max_rooms_per_user;
     config.max_room_members = serve.max_room_members;
     config.bcrypt_cost = serve.bcrypt_cost;
     config.hash_threads = serve.hash_threads;
+    config.max_hash_wait = max_hash_wait;
     config.storage = storage;
     config.sync = serve.sync;
     config.tls = tls;
     config.metrics_addr = metrics_addr;
     Ok(config)
+}
+
+/// Two size limits given on the command line that cannot both hold are an error;
+/// one left out follows the other (`Config::fit_default_limits`, logged at start-up).
+fn explicit_limits_agree(serve: &Serve) -> Result<(), String> {
+    if let (Some(text), Some(frame)) = (serve.max_text, serve.max_frame)
+        && text >= frame
+    {
+        return Err(format!(
+            "--max-text {text} must be below --max-frame {frame}"
+        ));
+    }
+    if let (Some(outbound), Some(frame)) = (serve.max_outbound, serve.max_frame)
+        && outbound < frame
+    {
+        return Err(format!(
+            "--max-outbound {outbound} must be at least --max-frame {frame}"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_sync(value: &str) -> Result<SyncMode, String> {

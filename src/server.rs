@@ -14,7 +14,7 @@ use crate::chat::Chat;
 use crate::chat::command::{CommandError, Context, Extensions, Handler, RoomMessage};
 use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
-use crate::protocol::json::OpKind;
+use crate::protocol::request::OpKind;
 use crate::store::{Store, StoreError};
 use crate::transport::poller::{self, Listener, PollerSetup};
 use crate::transport::reactor::Reactor;
@@ -107,7 +107,10 @@ impl Server {
         }
     }
 
-    fn bind_with(config: Config, extensions: Extensions) -> Result<Server, ServerError> {
+    fn bind_with(mut config: Config, extensions: Extensions) -> Result<Server, ServerError> {
+        for note in config.fit_default_limits() {
+            log::info!("{note}");
+        }
         validate(&config)?;
         if let Some(warning) = crate::transport::fdlimit::fit(config.max_conns) {
             log::warn!("{warning}");
@@ -249,8 +252,8 @@ fn validate(config: &Config) -> Result<(), ServerError> {
     if config.max_text == 0 || config.max_text >= config.max_frame {
         return fail("--max-text must be at least 1 and below --max-frame");
     }
-    if config.hash_threads == 0 || config.hash_queue == 0 {
-        return fail("the password-hashing pool needs at least one thread and one queue slot");
+    if config.hash_threads == 0 {
+        return fail("--hash-threads must be at least 1");
     }
     Ok(())
 }

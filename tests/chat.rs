@@ -1102,7 +1102,6 @@ fn two_hundred_clients_in_ten_rooms() {
     let (_server, addr) = start(|c| {
         c.workers = 4;
         c.hash_threads = 2;
-        c.hash_queue = 1000;
     });
     let mut admin = user(addr, "admin");
     for r in 0..ROOMS {
@@ -1195,7 +1194,8 @@ fn saturated_password_hashing_never_stalls_other_clients() {
     let (_server, addr) = start(|c| {
         c.bcrypt_cost = 12;
         c.hash_threads = 1;
-        c.hash_queue = 2;
+        // Each hash takes some 100-300 ms: the third in line would wait too long.
+        c.max_hash_wait = Duration::from_millis(300);
     });
     let mut a = user(addr, "ada");
     a.create("lobby");
@@ -1238,6 +1238,11 @@ fn saturated_password_hashing_never_stalls_other_clients() {
                 );
                 if code == "server_busy" {
                     assert_err(&f.value, "server_busy");
+                    assert!(
+                        f.value["retry_after"].as_u64().is_some_and(|ms| ms > 0),
+                        "server_busy without retry_after: {}",
+                        f.value
+                    );
                     busy += 1;
                 }
             }
@@ -1247,7 +1252,7 @@ fn saturated_password_hashing_never_stalls_other_clients() {
     }
     assert!(
         busy >= 1,
-        "no login was answered server_busy with a queue of 2"
+        "no login was answered server_busy with a wait of 300 ms allowed"
     );
 }
 

@@ -291,3 +291,57 @@ fn a_panic_while_closing_still_frees_the_connection() {
         );
     }
 }
+
+#[test]
+fn a_command_answer_is_valid_json_whatever_its_keys() {
+    let server = builder()
+        .command("keys", |_: Value, _: &mut Context<'_>| {
+            Ok(json!({ "a\"b": 1, "line\nbreak": "x", "back\\slash": [true], "\u{1}": null }))
+        })
+        .build()
+        .unwrap();
+    let addr = server.local_addr();
+    let _handle = server.spawn();
+    let mut client = Client::connect(addr).unwrap();
+    let answer = client.request("keys", json!({})).unwrap();
+    assert_eq!(answer["a\"b"], 1);
+    assert_eq!(answer["line\nbreak"], "x");
+    assert_eq!(answer["back\\slash"], json!([true]));
+    assert!(answer.get("\u{1}").is_some(), "{answer}");
+    // The connection carries on.
+    client.ping().unwrap();
+}
+
+#[test]
+fn a_command_posts_only_to_a_room_its_caller_is_a_member_of() {
+    let server = builder().command("announce", announce).build().unwrap();
+    let addr = server.local_addr();
+    let _handle = server.spawn();
+    let mut ada = user(addr, "ada");
+    let mut eve = user(addr, "eve");
+    ada.create("lobby", None).unwrap();
+    let err = eve
+        .request("announce", json!({ "room": "lobby" }))
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::NotMember));
+    let mut anonymous = Client::connect(addr).unwrap();
+    let err = anonymous
+        .request("announce", json!({ "room": "lobby" }))
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&ErrorCode::NotAuthenticated));
+    assert!(
+        ada.next_event(QUIET).unwrap().is_none(),
+        "a non-member posted"
+    );
+    // Once a member, it may.
+    eve.join("lobby").unwrap();
+    assert!(matches!(
+        ada.next_event(WAIT).unwrap(),
+        Some(Event::Joined { .. })
+    ));
+    eve.request("announce", json!({ "room": "lobby" })).unwrap();
+    assert!(matches!(
+        ada.next_event(WAIT).unwrap(),
+        Some(Event::Other(_))
+    ));
+}

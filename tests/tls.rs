@@ -198,11 +198,7 @@ fn a_tls_client_over_a_connection_limit_is_told_why() {
     ] {
         let mut config = test_config();
         tweak(&mut config);
-        config.tls = Some(TlsConfig {
-            cert: cert.cert.clone(),
-            key: cert.key.clone(),
-            listen: None,
-        });
+        config.tls = Some(TlsConfig::new(&cert.cert, &cert.key));
         let server = Server::bind(config).expect("TLS server binds");
         let addr = server.local_addr();
         let _handle = server.spawn();

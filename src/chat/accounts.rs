@@ -2,28 +2,32 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
-use crate::chat::Peer;
+use crate::chat::{MAX_USER_NAME, Peer, valid_name};
 
-/// Failed logins in a row after which a name is limited.
-const MAX_FAILURES: u32 = 5;
-/// How long a limited name answers `rate_limited`.
-const LIMIT_TIME: Duration = Duration::from_secs(60);
+/// Login attempts one name may start in a window; more answer `rate_limited`.
+const MAX_ATTEMPTS: u32 = 5;
+/// The window of [`MAX_ATTEMPTS`], from a name's first attempt.
+const WINDOW: Duration = Duration::from_secs(60);
 /// Direct messages kept for a user who is offline; older ones are dropped.
 pub(crate) const INBOX_CAP: usize = 1000;
-/// Entries the failed-login table holds before expired ones are swept.
-const FAILURES_SWEEP_AT: usize = 10_000;
+/// Most names the login limiter keeps; beyond, expired windows go, then the oldest.
+/// Only valid user names are kept (at most 32 bytes each), so its memory is bounded.
+const ATTEMPTS_CAP: usize = 10_000;
+/// bcrypt's costs are 4..=31.
+const COSTS: usize = 32;
 
 /// A registered user.
 pub(crate) struct User {
     pub(crate) name: String,
-    /// bcrypt hash of the password.
-    pub(crate) hash: String,
+    /// bcrypt hash of the password (replaced when a login rehashes it at a new cost).
+    pub(crate) hash: Mutex<String>,
     /// The connections logged in as this user right now.
     pub(crate) online: Mutex<Vec<Peer>>,
     /// The rooms the user is a member of (kept with each room's member list, under the
@@ -31,6 +35,8 @@ pub(crate) struct User {
     pub(crate) rooms: Mutex<BTreeSet<String>>,
     /// `dm` events that arrived while no connection was logged in.
     pub(crate) inbox: Mutex<VecDeque<Bytes>>,
+    /// Rooms this user created since the server started (for `--max-rooms-per-user`).
+    pub(crate) rooms_created: AtomicUsize,
 }
 
 /// A session token's SHA-256: what the server keeps instead of the token.
@@ -44,17 +50,25 @@ struct SessionRecord {
     idle_since: Instant,
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    limited_until: Option<Instant>,
+/// The login attempts of one name in its current window.
+struct Attempts {
+    started: u32,
+    since: Instant,
+}
+
+/// Logins for the name are refused for `retry_after`.
+#[derive(Debug)]
+pub(crate) struct Limited {
+    pub(crate) retry_after: Duration,
 }
 
 /// Every account and session.
 pub(crate) struct Accounts {
     users: RwLock<HashMap<String, Arc<User>>>,
     sessions: Mutex<HashMap<TokenHash, SessionRecord>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    attempts: Mutex<HashMap<String, Attempts>>,
+    /// How many stored password hashes there are of each bcrypt cost.
+    costs: Mutex<[usize; COSTS]>,
     session_ttl: Duration,
 }
 
@@ -67,7 +81,8 @@ impl Accounts {
         Accounts {
             users: RwLock::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            costs: Mutex::new([0; COSTS]),
             session_ttl,
         }
     }
@@ -88,52 +103,85 @@ impl Accounts {
         if users.contains_key(name) {
             return Err(UserExists);
         }
+        self.count_cost(&hash, 1);
         let user = Arc::new(User {
             name: name.to_owned(),
-            hash,
+            hash: Mutex::new(hash),
             online: Mutex::new(Vec::new()),
             rooms: Mutex::new(BTreeSet::new()),
             inbox: Mutex::new(VecDeque::new()),
+            rooms_created: AtomicUsize::new(0),
         });
         users.insert(name.to_owned(), Arc::clone(&user));
         then(&user);
         Ok(user)
     }
 
-    /// Whether logins for `name` are refused for now (5 failures in a row).
-    pub(crate) fn login_limited(&self, name: &str) -> bool {
-        let mut failures = self.failures.lock();
-        let Some(entry) = failures.get_mut(name) else {
-            return false;
-        };
-        match entry.limited_until {
-            Some(until) if Instant::now() < until => true,
-            Some(_) => {
-                failures.remove(name);
-                false
-            }
-            None => false,
+    /// Counts a login attempt for `name` as it starts, or refuses it: at most
+    /// [`MAX_ATTEMPTS`] per name in a window, whether finished or still hashing. A
+    /// name that no account can have is not kept (the answer is `auth_failed` anyway).
+    pub(crate) fn begin_login(&self, name: &str) -> Result<(), Limited> {
+        if !valid_name(name, MAX_USER_NAME) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock();
+        if attempts.len() >= ATTEMPTS_CAP && !attempts.contains_key(name) {
+            make_room(&mut attempts, now);
+        }
+        let entry = attempts.entry(name.to_owned()).or_insert(Attempts {
+            started: 0,
+            since: now,
+        });
+        if now.duration_since(entry.since) >= WINDOW {
+            *entry = Attempts {
+                started: 0,
+                since: now,
+            };
+        }
+        if entry.started >= MAX_ATTEMPTS {
+            return Err(Limited {
+                retry_after: (entry.since + WINDOW).saturating_duration_since(now),
+            });
+        }
+        entry.started += 1;
+        Ok(())
+    }
+
+    /// An attempt counted by [`Accounts::begin_login`] was never checked (the
+    /// hashing pool refused it): it does not count.
+    pub(crate) fn cancel_login(&self, name: &str) {
+        if let Some(entry) = self.attempts.lock().get_mut(name) {
+            entry.started = entry.started.saturating_sub(1);
         }
     }
 
-    /// Counts a finished login attempt for `name`.
-    pub(crate) fn record_login(&self, name: &str, ok: bool) {
-        let mut failures = self.failures.lock();
-        if ok {
-            failures.remove(name);
-            return;
-        }
-        if failures.len() >= FAILURES_SWEEP_AT {
-            let now = Instant::now();
-            failures.retain(|_, f| f.limited_until.is_some_and(|until| until > now));
-        }
-        let entry = failures.entry(name.to_owned()).or_default();
-        if entry.limited_until.is_some() {
-            return;
-        }
-        entry.count += 1;
-        if entry.count >= MAX_FAILURES {
-            entry.limited_until = Some(Instant::now() + LIMIT_TIME);
+    /// A login succeeded: its name starts afresh.
+    pub(crate) fn login_succeeded(&self, name: &str) {
+        self.attempts.lock().remove(name);
+    }
+
+    /// The highest bcrypt cost of any stored hash, or `current` if higher: every
+    /// failed login takes as long as one check at this cost, so its time does not
+    /// tell whether the name exists, nor at which cost its hash was made.
+    pub(crate) fn slowest_cost(&self, current: u32) -> u32 {
+        let costs = self.costs.lock();
+        let stored = (0..COSTS).rev().find(|&c| costs[c] > 0).unwrap_or(0);
+        u32::try_from(stored).map_or(current, |stored| stored.max(current))
+    }
+
+    /// Replaces `user`'s password hash (a rehash at the current cost).
+    pub(crate) fn set_hash(&self, user: &User, hash: String) {
+        let mut stored = user.hash.lock();
+        self.count_cost(&stored, -1);
+        self.count_cost(&hash, 1);
+        *stored = hash;
+    }
+
+    fn count_cost(&self, hash: &str, change: isize) {
+        if let Some(cost) = bcrypt_cost(hash) {
+            let slot = &mut self.costs.lock()[cost as usize];
+            *slot = slot.saturating_add_signed(change);
         }
     }
 
@@ -197,6 +245,57 @@ impl Accounts {
     }
 }
 
+/// Frees one slot of a full limiter: expired windows first, else the oldest window.
+fn make_room(attempts: &mut HashMap<String, Attempts>, now: Instant) {
+    attempts.retain(|_, a| now.duration_since(a.since) < WINDOW);
+    if attempts.len() >= ATTEMPTS_CAP {
+        let oldest = attempts
+            .iter()
+            .min_by_key(|(_, a)| a.since)
+            .map(|(name, _)| name.clone());
+        if let Some(name) = oldest {
+            attempts.remove(&name);
+        }
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$12$...`), if it reads as one.
+pub(crate) fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let cost: u32 = hash.split('$').nth(2)?.parse().ok()?;
+    (cost < COSTS as u32).then_some(cost)
+}
+
 fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_limiter_stays_bounded_and_keeps_only_possible_names() {
+        let accounts = Accounts::new(Duration::from_secs(60));
+        for i in 0..ATTEMPTS_CAP + 5000 {
+            accounts.begin_login(&format!("name{i}")).unwrap();
+        }
+        accounts.begin_login(&"x".repeat(1000)).unwrap();
+        accounts.begin_login("not a name").unwrap();
+        let attempts = accounts.attempts.lock();
+        assert_eq!(attempts.len(), ATTEMPTS_CAP);
+        assert!(attempts.keys().all(|name| name.len() <= MAX_USER_NAME));
+    }
+
+    #[test]
+    fn the_slowest_cost_follows_the_stored_hashes() {
+        let accounts = Accounts::new(Duration::from_secs(60));
+        assert_eq!(accounts.slowest_cost(4), 4);
+        let user = accounts
+            .insert("ada", "$2b$10$abcdefghijklmnopqrstuv".into(), |_| {})
+            .unwrap();
+        assert_eq!(accounts.slowest_cost(4), 10);
+        accounts.set_hash(&user, "$2b$04$abcdefghijklmnopqrstuv".into());
+        assert_eq!(accounts.slowest_cost(4), 4);
+        assert_eq!(accounts.slowest_cost(12), 12);
+    }
 }

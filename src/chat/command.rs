@@ -56,17 +56,35 @@ impl Context<'_> {
     /// Sends `{"event":<event>, ...fields}` to every connection of every member of
     /// `room` except the caller's connection, like a room message. `fields` must
     /// serialise to a JSON object.
+    ///
+    /// As with `send`, the caller must be a member of the room. Errors, in this
+    /// order: `no_such_room`, `not_authenticated` (the caller has not logged in),
+    /// `not_member`, `internal` (`fields` is not an object); a command can return
+    /// them as they are.
     pub fn send_to_room(
         &mut self,
         room: &str,
         event: &str,
         fields: &impl Serialize,
     ) -> Result<(), CommandError> {
+        let name = room;
+        let room = self.chat.room_named(name).ok_or_else(|| {
+            CommandError::new("no_such_room", format!("no room is named `{name}`"))
+        })?;
+        let Some(user) = self.user else {
+            return Err(CommandError::new(
+                "not_authenticated",
+                "log in first (`login` or `resume`)",
+            ));
+        };
+        if !room.state.lock().is_member(user) {
+            return Err(CommandError::new(
+                "not_member",
+                format!("join `{name}` before sending to it"),
+            ));
+        }
         let frame = protocol::custom_event(event, fields)
             .map_err(|why| CommandError::new("internal", why))?;
-        let room = self.chat.room_named(room).ok_or_else(|| {
-            CommandError::new("no_such_room", format!("no room is named `{room}`"))
-        })?;
         let event = RoomEvent::Broadcast {
             frame,
             skip_conn: self.conn.key,

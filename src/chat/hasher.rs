@@ -1,61 +1,183 @@
-//! A small bounded pool for password hashing, kept apart from the workers so that a
+//! A small pool for password hashing, kept apart from the workers so that a
 //! slow-on-purpose bcrypt never stalls chat traffic.
+//!
+//! It sheds by expected wait, not by count: a job is refused (`server_busy`) only when
+//! the time it would wait for a thread, estimated from the measured time of a hash and
+//! the jobs that would run before it, passes `max_wait`. Jobs queue per client address
+//! and the addresses take turns, so one address with many connections waits behind
+//! its own jobs, not in front of everyone else's.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
 
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// The hashing pool: `threads` threads behind a queue of `queue` waiting jobs.
+/// The hashing pool.
 pub(crate) struct Hasher {
-    jobs: Option<Sender<HashJob>>,
+    shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The queue is full: the caller answers `server_busy`.
+/// Refused: the job would wait longer than the pool allows; `retry_after` is how long
+/// the jobs already there should take.
 #[derive(Debug)]
-pub(crate) struct Busy;
+pub(crate) struct Busy {
+    pub(crate) retry_after: Duration,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+    /// A moving average of one job's time, in nanoseconds.
+    job_nanos: AtomicU64,
+    threads: u64,
+    max_wait: Duration,
+}
+
+#[derive(Default)]
+struct Queues {
+    by_addr: HashMap<IpAddr, VecDeque<HashJob>>,
+    /// Addresses with queued jobs, in the order they are served.
+    turns: VecDeque<IpAddr>,
+    queued: usize,
+    running: usize,
+    closed: bool,
+}
+
+impl Queues {
+    /// The next job, taking turns between addresses.
+    fn pop(&mut self) -> Option<HashJob> {
+        let addr = self.turns.pop_front()?;
+        let queue = self.by_addr.get_mut(&addr)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.by_addr.remove(&addr);
+        } else {
+            self.turns.push_back(addr);
+        }
+        self.queued -= 1;
+        Some(job)
+    }
+
+    /// Jobs that run before a new one from `addr`: its own queued ones, and from each
+    /// other address as many as take their turn first (one more than `addr` has), plus
+    /// those running now.
+    fn ahead_of(&self, addr: IpAddr) -> u64 {
+        let own = self.by_addr.get(&addr).map_or(0, VecDeque::len);
+        let others: usize = self
+            .by_addr
+            .iter()
+            .filter(|(other, _)| **other != addr)
+            .map(|(_, queue)| queue.len().min(own + 1))
+            .sum();
+        (own + others + self.running) as u64
+    }
+}
 
 impl Hasher {
-    pub(crate) fn new(threads: usize, queue: usize) -> Hasher {
-        let (tx, rx) = crossbeam_channel::bounded::<HashJob>(queue);
+    /// `threads` hashing threads; a job that would wait more than `max_wait` is refused.
+    /// `first_estimate` is the time of one hash until jobs are measured.
+    pub(crate) fn new(threads: usize, max_wait: Duration, first_estimate: Duration) -> Hasher {
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Condvar::new(),
+            job_nanos: AtomicU64::new(nanos(first_estimate)),
+            threads: threads.max(1) as u64,
+            max_wait,
+        });
         let threads = (0..threads)
             .map(|i| {
-                let rx = rx.clone();
+                let shared = Arc::clone(&shared);
                 thread::Builder::new()
                     .name(format!("parlor-hash-{i}"))
-                    .spawn(move || {
-                        for job in rx {
-                            job();
-                        }
-                    })
+                    .spawn(move || shared.work())
                     .expect("cannot start a password-hashing thread")
             })
             .collect();
-        Hasher {
-            jobs: Some(tx),
-            threads,
-        }
+        Hasher { shared, threads }
     }
 
     /// Jobs waiting for a hashing thread.
     pub(crate) fn queued(&self) -> usize {
-        self.jobs.as_ref().map_or(0, |jobs| jobs.len())
+        self.shared.queues.lock().queued
     }
 
-    /// Queues a hashing job, or refuses at once when the queue is full.
-    pub(crate) fn try_run(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Busy> {
-        let jobs = self.jobs.as_ref().ok_or(Busy)?;
-        jobs.try_send(Box::new(job)).map_err(|e| match e {
-            TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
-        })
+    /// Queues a hashing job for a client at `addr`, or refuses at once when it would
+    /// wait too long.
+    pub(crate) fn try_run(
+        &self,
+        addr: IpAddr,
+        job: impl FnOnce() + Send + 'static,
+    ) -> Result<(), Busy> {
+        let shared = &self.shared;
+        let mut queues = shared.queues.lock();
+        let per_job = shared.job_nanos.load(Ordering::Relaxed);
+        let wait =
+            Duration::from_nanos(queues.ahead_of(addr).saturating_mul(per_job) / shared.threads);
+        if queues.closed || wait > shared.max_wait {
+            return Err(Busy { retry_after: wait });
+        }
+        let queue = queues.by_addr.entry(addr).or_default();
+        queue.push_back(Box::new(job));
+        if queue.len() == 1 {
+            queues.turns.push_back(addr);
+        }
+        queues.queued += 1;
+        shared.ready.notify_one();
+        Ok(())
     }
 }
 
+impl Shared {
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut queues = self.queues.lock();
+                loop {
+                    if let Some(job) = queues.pop() {
+                        queues.running += 1;
+                        break job;
+                    }
+                    if queues.closed {
+                        return;
+                    }
+                    self.ready.wait(&mut queues);
+                }
+            };
+            let started = Instant::now();
+            job();
+            self.measured(started.elapsed());
+            self.queues.lock().running -= 1;
+        }
+    }
+
+    /// Folds one job's time into the average (weight 1/8: a change of cost or of load
+    /// shows within a few jobs).
+    fn measured(&self, took: Duration) {
+        let sample = nanos(took);
+        let _ = self
+            .job_nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(old - old / 8 + sample / 8)
+            });
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Drop for Hasher {
+    /// Runs the jobs already queued (their connections wait for them), then stops.
     fn drop(&mut self) {
-        self.jobs = None;
+        self.shared.queues.lock().closed = true;
+        self.shared.ready.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

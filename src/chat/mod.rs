@@ -37,7 +37,8 @@ use crate::config::Config;
 use crate::error_code::ErrorCode;
 use crate::metrics::ChatMetrics;
 use crate::protocol::framing::{Split, Splitter};
-use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent, OpKind};
+use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent};
+use crate::protocol::request::{self, OpKind};
 use crate::store::{Snapshot, Store};
 use crate::transport::conn::{CloseReason, Conn, Flusher, Io, pending};
 use crate::transport::service::{Flow, Service};
@@ -66,13 +67,12 @@ pub(crate) struct Chat {
     hasher: Hasher,
     /// Where changes are made durable; `None` keeps everything in memory only.
     store: Option<Store<Deferred>>,
-    /// Hashed for logins of unknown users, so they take as long as wrong passwords.
-    dummy_hash: Arc<str>,
     bcrypt_cost: u32,
     max_frame: usize,
     max_text: usize,
     max_frame_rate: u32,
     max_rooms: usize,
+    max_rooms_per_user: usize,
     max_room_members: usize,
     history_cap: usize,
 }
@@ -106,8 +106,12 @@ impl Chat {
         store: Option<(Store<Deferred>, Snapshot)>,
         extensions: Extensions,
     ) -> Result<Chat, crate::store::StoreError> {
-        let dummy_hash = bcrypt::hash("parlor-dummy-password", config.bcrypt_cost)
+        // One hash at the configured cost, timed: what the hashing pool expects of a
+        // job until it has measured its own.
+        let started = Instant::now();
+        bcrypt::hash("parlor-first-estimate", config.bcrypt_cost)
             .expect("bcrypt cost was validated");
+        let first_estimate = started.elapsed();
         let (store, snapshot) = match store {
             Some((store, snapshot)) => (Some(store), snapshot),
             None => (None, Snapshot::default()),
@@ -127,14 +131,14 @@ impl Chat {
             hooks: extensions.hooks,
             accounts: Accounts::new(config.session_ttl),
             rooms: RwLock::new(BTreeMap::new()),
-            hasher: Hasher::new(config.hash_threads, config.hash_queue),
+            hasher: Hasher::new(config.hash_threads, config.max_hash_wait, first_estimate),
             store,
-            dummy_hash: dummy_hash.into(),
             bcrypt_cost: config.bcrypt_cost,
             max_frame: config.max_frame,
             max_text: config.max_text,
             max_frame_rate: config.max_frame_rate,
             max_rooms: config.max_rooms,
+            max_rooms_per_user: config.max_rooms_per_user,
             max_room_members: config.max_room_members,
             history_cap: 0,
         };
@@ -261,7 +265,7 @@ impl Chat {
 
     fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
         let started = Instant::now();
-        match protocol::parse_head(frame) {
+        match request::parse_head(frame) {
             Ok(head) => {
                 let step = self.dispatch(conn, session, &head, out);
                 self.metrics.handled(&head.op, started.elapsed());
@@ -287,7 +291,7 @@ impl Chat {
         call: impl FnOnce() -> Result<T, CommandError>,
     ) -> Result<T, Failure> {
         match panic::catch_unwind(AssertUnwindSafe(call)) {
-            Ok(result) => result.map_err(|e| (e.code, e.message)),
+            Ok(result) => result.map_err(Failure::from),
             Err(_) => {
                 log::error!("the `{name}` hook panicked");
                 fail(ErrorCode::Internal, "the server's hook failed")

@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 
 use crate::chat::accounts::User;
 use crate::chat::{Chat, Peer};
-use crate::protocol::json::{self as protocol, HistoryQuery, MessageEvent};
+use crate::protocol::json::{self as protocol, MessageEvent};
+use crate::protocol::request::HistoryQuery;
 use crate::store::MessageRow;
 use crate::transport::conn::Flusher;
 

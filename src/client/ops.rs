@@ -67,10 +67,26 @@ impl Client {
         self.request("leave", json!({ "room": room })).map(drop)
     }
 
-    /// Lists every room, sorted by name.
+    /// Lists every room, sorted by name (asking page after page when there are more
+    /// than the server gives at once).
     pub fn rooms(&mut self) -> Result<Vec<RoomInfo>, ClientError> {
-        let response = self.request("rooms", Value::Null)?;
-        field(response, "rooms", "rooms")
+        let mut rooms = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let fields = after.map_or(Value::Null, |after| json!({ "after": after }));
+            let mut response = self.request("rooms", fields)?;
+            let next = response.get_mut("next").map(Value::take);
+            rooms.extend(field::<Vec<RoomInfo>>(response, "rooms", "rooms")?);
+            match next {
+                None | Some(Value::Null) => return Ok(rooms),
+                Some(Value::String(next)) => after = Some(next),
+                Some(other) => {
+                    return Err(ClientError::Protocol(format!(
+                        "malformed `next` in `rooms` response: {other}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Lists a room's members.

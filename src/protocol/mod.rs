@@ -1,8 +1,9 @@
 //! The protocol layer: bytes to typed requests, and answers and events to bytes.
 //!
-//! `framing` cuts a byte stream into lines with bounded memory; `json` parses a line
-//! into a typed [`json::Request`] and encodes answers and events. Nothing here knows
+//! `framing` cuts a byte stream into lines with bounded memory; `request` parses a line
+//! into a typed [`request::Request`]; `json` encodes answers and events. Nothing here knows
 //! about sockets or chat state: the chat layer calls it, the transport never does.
 
 pub(crate) mod framing;
 pub(crate) mod json;
+pub(crate) mod request;

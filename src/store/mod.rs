@@ -133,6 +133,11 @@ pub(crate) enum Write {
     ClearDms {
         to: String,
     },
+    /// A user's password hash, rehashed at the current cost after a login.
+    PasswordHash {
+        name: String,
+        hash: String,
+    },
     Session {
         hash: [u8; 32],
         user: String,
@@ -598,6 +603,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
                 .execute(params![name, topic, creator, created])?;
             tx.prepare_cached("INSERT OR IGNORE INTO memberships (room, user) VALUES (?1, ?2)")?
                 .execute(params![name, creator])?;
+        }
+        Write::PasswordHash { name, hash } => {
+            tx.prepare_cached("UPDATE users SET hash = ?2 WHERE name = ?1")?
+                .execute(params![name, hash])?;
         }
         Write::Join { room, user } => {
             tx.prepare_cached("INSERT OR IGNORE INTO memberships (room, user) VALUES (?1, ?2)")?

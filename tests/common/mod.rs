@@ -160,6 +160,19 @@ impl Line {
         }
     }
 
+    /// A client over a connection opened elsewhere (e.g. from another address).
+    pub fn from_stream(stream: TcpStream, name: &str) -> Line {
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        Line {
+            stream,
+            buf: Vec::new(),
+            pending: VecDeque::new(),
+            name: name.to_owned(),
+        }
+    }
+
     /// Writes these bytes as they are.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         if let Err(e) = self.stream.write_all(bytes) {

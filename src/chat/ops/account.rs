@@ -6,9 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::chat::accounts::{TokenHash, User};
+use crate::chat::accounts::{TokenHash, User, bcrypt_cost};
 use crate::chat::effects::{Effect, Out};
-use crate::chat::ops::{Failure, fail};
+use crate::chat::ops::{Failure, fail, fail_for};
 use crate::chat::{
     Chat, Login, MAX_PASSWORD, MAX_USER_NAME, MIN_PASSWORD, Peer, Session, logged_in, now_ms,
     valid_name,
@@ -29,6 +29,8 @@ pub(crate) enum Hashed {
         id: Option<Box<RawValue>>,
         user: String,
         verified: bool,
+        /// The password hashed at the current cost, when the stored hash has another.
+        rehash: Option<String>,
     },
 }
 
@@ -52,15 +54,15 @@ impl Chat {
         if self.accounts.user(user).is_some() {
             return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));
         }
-        let (conn, cost) = (Arc::clone(conn), self.bcrypt_cost);
+        let (peer, cost) = (Arc::clone(conn), self.bcrypt_cost);
         let (id, user, password) = (
             id.map(RawValue::to_owned),
             user.to_owned(),
             password.to_owned(),
         );
-        self.run_hash(move || {
+        self.run_hash(conn, move || {
             let hash = bcrypt::hash(password, cost).ok();
-            wake_with(&conn, Hashed::Signup { id, user, hash });
+            wake_with(&peer, Hashed::Signup { id, user, hash });
         })
     }
 
@@ -71,38 +73,49 @@ impl Chat {
         user: &str,
         password: &str,
     ) -> Result<(), Failure> {
-        if self.accounts.login_limited(user) {
-            return fail(
+        if let Err(limited) = self.accounts.begin_login(user) {
+            return fail_for(
                 ErrorCode::RateLimited,
-                "too many failed logins for this name; try again in a minute",
+                "too many failed logins for this name; try again later",
+                limited.retry_after,
             );
         }
-        let known = (password.len() <= MAX_PASSWORD)
+        let stored = (password.len() <= MAX_PASSWORD)
             .then(|| self.accounts.user(user))
             .flatten()
-            .map(|u| u.hash.clone());
-        let conn = Arc::clone(conn);
-        let dummy = Arc::clone(&self.dummy_hash);
-        let (id, user) = (id.map(RawValue::to_owned), user.to_owned());
+            .map(|u| u.hash.lock().clone());
+        let slowest = self.accounts.slowest_cost(self.bcrypt_cost);
+        let (peer, cost) = (Arc::clone(conn), self.bcrypt_cost);
+        let (id, name) = (id.map(RawValue::to_owned), user.to_owned());
         let password = password.as_bytes()[..password.len().min(MAX_PASSWORD)].to_vec();
-        self.run_hash(move || {
-            let verified = match known {
-                Some(hash) => bcrypt::verify(&password, &hash).unwrap_or(false),
-                None => {
-                    // Same work as a real check, so the answer time tells nothing.
-                    let _ = bcrypt::verify(&password, &dummy);
-                    false
-                }
+        self.run_hash(conn, move || {
+            let verified = check_password(&password, stored.as_deref(), slowest);
+            let rehash = stored
+                .filter(|hash| verified && bcrypt_cost(hash) != Some(cost))
+                .and_then(|_| bcrypt::hash(&password, cost).ok());
+            let hashed = Hashed::Login {
+                id,
+                user: name,
+                verified,
+                rehash,
             };
-            wake_with(&conn, Hashed::Login { id, user, verified });
+            wake_with(&peer, hashed);
         })
+        .inspect_err(|_| self.accounts.cancel_login(user))
     }
 
-    pub(crate) fn run_hash(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Failure> {
-        self.hasher.try_run(job).or_else(|_| {
-            fail(
+    /// Hands `job` to the hashing pool, or answers `server_busy` when it would wait
+    /// longer than `--max-hash-wait`.
+    pub(crate) fn run_hash(
+        &self,
+        conn: &Peer,
+        job: impl FnOnce() + Send + 'static,
+    ) -> Result<(), Failure> {
+        self.hasher.try_run(conn.peer.ip(), job).or_else(|busy| {
+            fail_for(
                 ErrorCode::ServerBusy,
                 "the server is busy hashing passwords; retry shortly",
+                busy.retry_after,
             )
         })
     }
@@ -117,59 +130,91 @@ impl Chat {
     ) {
         match hashed {
             Hashed::Signup { id, user, hash } => {
-                let id = id.as_deref();
-                let Some(hash) = hash else {
-                    out.reply(
-                        conn,
-                        self.error(id, &ErrorCode::Internal, "password hashing failed"),
-                    );
-                    return;
-                };
-                let stored = hash.clone();
-                let inserted = self.accounts.insert(&user, hash, |_| {
-                    let write = out.durable(|| Write::User {
-                        name: user.clone(),
-                        hash: stored,
-                        created: now_ms(),
-                    });
-                    let ok = Reply::ok(id).field("user", &user).finish();
-                    out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
-                });
-                if inserted.is_err() {
-                    let message = format!("the name `{user}` is taken");
-                    out.reply(conn, self.error(id, &ErrorCode::UserExists, &message));
-                }
+                self.finish_signup(conn, id.as_deref(), user, hash, out);
             }
-            Hashed::Login { id, user, verified } => {
-                let id = id.as_deref();
+            Hashed::Login {
+                id,
+                user,
+                verified,
+                rehash,
+            } => {
                 let account = self.accounts.user(&user).filter(|_| verified);
-                self.accounts.record_login(&user, account.is_some());
-                let counter = if account.is_some() {
-                    &self.metrics.logins_ok
-                } else {
-                    &self.metrics.logins_failed
-                };
-                counter.inc();
-                let Some(account) = account else {
-                    out.reply(
-                        conn,
-                        self.error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
-                    );
-                    return;
-                };
-                let (token, hash) = self.accounts.new_session(&account);
-                log::info!("conn {} logged in as {user}", conn.key);
-                let ok = Reply::ok(id)
-                    .field("user", &user)
-                    .field("session", &token)
-                    .finish();
-                let mut writes = out.durable(|| Write::Session {
-                    hash,
-                    user: user.clone(),
-                });
-                self.log_in(conn, session, account, hash, ok, &mut writes, out);
+                self.finish_login(conn, session, id.as_deref(), account, rehash, out);
             }
         }
+    }
+
+    fn finish_signup(
+        &self,
+        conn: &Peer,
+        id: Option<&RawValue>,
+        user: String,
+        hash: Option<String>,
+        out: &mut Out<'_>,
+    ) {
+        let Some(hash) = hash else {
+            out.reply(
+                conn,
+                self.error(id, &ErrorCode::Internal, "password hashing failed"),
+            );
+            return;
+        };
+        let stored = hash.clone();
+        let inserted = self.accounts.insert(&user, hash, |_| {
+            let write = out.durable(|| Write::User {
+                name: user.clone(),
+                hash: stored,
+                created: now_ms(),
+            });
+            let ok = Reply::ok(id).field("user", &user).finish();
+            out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+        });
+        if inserted.is_err() {
+            let message = format!("the name `{user}` is taken");
+            out.reply(conn, self.error(id, &ErrorCode::UserExists, &message));
+        }
+    }
+
+    /// Answers a checked login: a new session, and the hash rehashed at the current
+    /// cost stored with it (verify-and-update).
+    fn finish_login(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        id: Option<&RawValue>,
+        account: Option<Arc<User>>,
+        rehash: Option<String>,
+        out: &mut Out<'_>,
+    ) {
+        let Some(account) = account else {
+            self.metrics.logins_failed.inc();
+            out.reply(
+                conn,
+                self.error(id, &ErrorCode::AuthFailed, "wrong user name or password"),
+            );
+            return;
+        };
+        self.metrics.logins_ok.inc();
+        let user = account.name.clone();
+        self.accounts.login_succeeded(&user);
+        let (token, hash) = self.accounts.new_session(&account);
+        log::info!("conn {} logged in as {user}", conn.key);
+        let ok = Reply::ok(id)
+            .field("user", &user)
+            .field("session", &token)
+            .finish();
+        let mut writes = out.durable(|| Write::Session {
+            hash,
+            user: user.clone(),
+        });
+        if let Some(rehash) = rehash {
+            self.accounts.set_hash(&account, rehash.clone());
+            writes.extend(out.durable(|| Write::PasswordHash {
+                name: user,
+                hash: rehash,
+            }));
+        }
+        self.log_in(conn, session, account, hash, ok, &mut writes, out);
     }
 
     pub(crate) fn resume(
@@ -271,6 +316,30 @@ impl Chat {
         )
     }
 }
+
+/// Checks `password` against `stored` (`None`: no such account). A check that fails
+/// takes as long as one at cost `slowest`, whatever the stored hash's cost or whether
+/// there is one: bcrypt's time doubles with each cost step, so hashes at costs
+/// `c..slowest` after a check at `c` add up to one at `slowest`.
+fn check_password(password: &[u8], stored: Option<&str>, slowest: u32) -> bool {
+    let checked = stored.and_then(|hash| Some((hash, bcrypt_cost(hash)?)));
+    let padding = match checked {
+        Some((hash, cost)) => {
+            if bcrypt::verify(password, hash).unwrap_or(false) {
+                return true;
+            }
+            cost..slowest
+        }
+        None => slowest..slowest + 1,
+    };
+    for cost in padding {
+        let _ = bcrypt::hash_with_salt(password, cost, PAD_SALT);
+    }
+    false
+}
+
+/// The salt of the padding hashes (their results are thrown away).
+const PAD_SALT: [u8; 16] = *b"parlor-pad-salt!";
 
 /// Hands a hashing result to the parked connection and wakes its job.
 pub(crate) fn wake_with(conn: &Peer, hashed: Hashed) {

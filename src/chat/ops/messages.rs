@@ -9,7 +9,8 @@ use crate::chat::ops::{Failure, fail};
 use crate::chat::room::{self, HistorySource};
 use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
-use crate::protocol::json::{HistoryQuery, Reply};
+use crate::protocol::json::Reply;
+use crate::protocol::request::HistoryQuery;
 use crate::store::Write;
 
 impl Chat {
@@ -86,12 +87,9 @@ impl Chat {
                 };
                 let rows = store
                     .history(&room.name, after, below, query.limit)
-                    .map_err(|e| {
+                    .or_else(|e| {
                         log::error!("history of {name}: {e}");
-                        (
-                            ErrorCode::Internal,
-                            "the history could not be read".to_owned(),
-                        )
+                        fail(ErrorCode::Internal, "the history could not be read")
                     })?;
                 let encoded: Vec<Bytes> = rows
                     .iter()

@@ -10,12 +10,16 @@ mod rooms;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::chat::command::{Context, Handler};
+use serde_json::value::RawValue;
+
+use crate::chat::command::{CommandError, Context, Handler};
 use crate::chat::effects::{Effect, Out};
 use crate::chat::{Chat, Peer, Session};
 use crate::error_code::ErrorCode;
-use crate::protocol::json::{self as protocol, OpKind, Reply, Request};
+use crate::protocol::json::{self as encode, Reply};
+use crate::protocol::request::{self as protocol, OpKind, Request};
 
 pub(crate) use account::Hashed;
 
@@ -35,11 +39,45 @@ pub(crate) enum Step {
     Quit,
 }
 
-/// A request that fails: its error code and a sentence for a human.
-pub(crate) type Failure = (ErrorCode, String);
+/// A request that fails: its error code, a sentence for a human, and for `server_busy`
+/// and `rate_limited` when trying again has a chance (milliseconds).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl From<CommandError> for Failure {
+    fn from(e: CommandError) -> Failure {
+        Failure {
+            code: e.code,
+            message: e.message,
+            retry_after: None,
+        }
+    }
+}
 
 pub(crate) fn fail<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Failure> {
-    Err((code, message.into()))
+    Err(Failure {
+        code,
+        message: message.into(),
+        retry_after: None,
+    })
+}
+
+/// A refusal to try again after `wait` (rounded up to whole milliseconds, at least 1).
+pub(crate) fn fail_for<T>(
+    code: ErrorCode,
+    message: impl Into<String>,
+    wait: Duration,
+) -> Result<T, Failure> {
+    let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+    Err(Failure {
+        code,
+        message: message.into(),
+        retry_after: Some(ms.max(1)),
+    })
 }
 
 impl Chat {
@@ -50,10 +88,6 @@ impl Chat {
         head: &protocol::Head<'_>,
         out: &mut Out<'_>,
     ) -> Step {
-        let refuse = |fault: protocol::Fault<'_>, out: &mut Out<'_>| {
-            out.reply(conn, self.error(fault.id, &fault.code, &fault.message));
-            Step::Next
-        };
         let parsed = match self.ops.get(head.op.as_ref()) {
             Some(Op::Builtin(kind)) => protocol::parse_request(head, *kind),
             Some(Op::Custom(handler)) => {
@@ -65,27 +99,47 @@ impl Chat {
         let id = head.id;
         let request = match parsed {
             Ok(request) => request,
-            Err(fault) => return refuse(fault, out),
+            Err(fault) => {
+                out.reply(conn, self.error(fault.id, &fault.code, &fault.message));
+                return Step::Next;
+            }
         };
         if session.login.is_none() && !request.allowed_anonymously() {
             let message = "log in first (`login` or `resume`)";
             out.reply(conn, self.error(id, &ErrorCode::NotAuthenticated, message));
             return Step::Next;
         }
-        let mut step = Step::Next;
+        let (result, step) = self.run(conn, session, id, request, out);
+        match result {
+            Ok(Some(reply)) => out.reply(conn, reply.finish()),
+            Ok(None) => {}
+            Err(failure) => {
+                out.reply(conn, self.failure(id, &failure));
+                return Step::Next;
+            }
+        }
+        step
+    }
+
+    /// Runs a built-in op for a caller that passed the login gate.
+    fn run(
+        &self,
+        conn: &Peer,
+        session: &mut Session,
+        id: Option<&RawValue>,
+        request: Request<'_>,
+        out: &mut Out<'_>,
+    ) -> (Result<Option<Reply>, Failure>, Step) {
+        let parked = |result: Result<(), Failure>| (result.map(|()| None), Step::Park);
         let result = match request {
             Request::Ping => Ok(Some(Reply::ok(id).field("pong", &true))),
             Request::Echo { data } => Ok(Some(Reply::ok(id).field("data", &data))),
             Request::Signup { user, password } => {
-                self.signup(conn, id, &user, &password).map(|()| {
-                    step = Step::Park;
-                    None
-                })
+                return parked(self.signup(conn, id, &user, &password));
             }
-            Request::Login { user, password } => self.login(conn, id, &user, &password).map(|()| {
-                step = Step::Park;
-                None
-            }),
+            Request::Login { user, password } => {
+                return parked(self.login(conn, id, &user, &password));
+            }
             Request::Resume { session: token } => Ok(self.resume(conn, session, id, &token, out)),
             Request::Logout => Ok(self.logout(conn, session, id, out)),
             Request::Whoami => Ok(self.whoami(session, id)),
@@ -94,7 +148,7 @@ impl Chat {
             }
             Request::Join { room } => self.join(conn, session, id, &room, out),
             Request::Leave { room } => self.leave(conn, session, id, &room, out),
-            Request::Rooms => Ok(self.list_rooms(id)),
+            Request::Rooms { page } => Ok(Some(self.list_rooms(id, &page))),
             Request::Members { room } => self.members(id, &room),
             Request::Send { room, text } => self.send(conn, session, id, &room, &text, out),
             Request::Dm { to, text } => self.dm(conn, session, id, &to, &text, out),
@@ -108,18 +162,16 @@ impl Chat {
                         Effect::Finish(Arc::clone(conn)),
                     ],
                 );
-                return Step::Quit;
+                return (Ok(None), Step::Quit);
             }
         };
-        match result {
-            Ok(Some(reply)) => out.reply(conn, reply.finish()),
-            Ok(None) => {}
-            Err((code, message)) => {
-                step = Step::Next;
-                out.reply(conn, self.error(id, &code, &message));
-            }
-        }
-        step
+        (result, Step::Next)
+    }
+
+    /// The error response for a failed request, counted for `/metrics`.
+    pub(crate) fn failure(&self, id: Option<&RawValue>, failure: &Failure) -> bytes::Bytes {
+        self.metrics.error(failure.code.as_str());
+        encode::error_with(id, &failure.code, &failure.message, failure.retry_after)
     }
 
     /// Runs an embedder's command. A panic in it answers `internal` to this caller
@@ -141,7 +193,7 @@ impl Chat {
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler(head.text, &mut cx)));
         let mut effects = cx.effects;
         let answer = match result {
-            Ok(Ok(value)) => protocol::reply_with(head.id, value),
+            Ok(Ok(value)) => encode::reply_with(head.id, value),
             Ok(Err(e)) => self.error(head.id, &e.code, &e.message),
             Err(_) => {
                 log::error!("conn {}: the `{}` command panicked", conn.key, head.op);

@@ -1,6 +1,8 @@
 //! Rooms: `create`, `join`, `leave`, `rooms`, `members`.
 
+use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -11,6 +13,7 @@ use crate::chat::room::Room;
 use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::{self as protocol, MemberEvent, Reply};
+use crate::protocol::request::Page;
 use crate::store::Write;
 
 impl Chat {
@@ -45,6 +48,17 @@ impl Chat {
             let message = format!("the server holds its maximum of {} rooms", self.max_rooms);
             return fail(ErrorCode::TooManyRooms, message);
         }
+        let created_before = user.rooms_created.load(Ordering::Relaxed);
+        if self.max_rooms_per_user > 0 && created_before >= self.max_rooms_per_user {
+            let message = format!(
+                "you have created the maximum of {} rooms one user may",
+                self.max_rooms_per_user
+            );
+            return fail(ErrorCode::TooManyRooms, message);
+        }
+        // Under the rooms lock: one user's creates cannot pass the cap together.
+        user.rooms_created
+            .store(created_before + 1, Ordering::Relaxed);
         let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
         created.state.lock().add_member(user);
         user.rooms.lock().insert(room.to_owned());
@@ -157,14 +171,29 @@ impl Chat {
         Ok(None)
     }
 
-    pub(crate) fn list_rooms(&self, id: Option<&RawValue>) -> Option<Reply> {
+    /// One page of the rooms, by name: at most `page.limit` after `page.after`, with
+    /// `next` (the last name given) when more remain (PROTOCOL-2 §4).
+    pub(crate) fn list_rooms(&self, id: Option<&RawValue>, page: &Page<'_>) -> Reply {
         #[derive(Serialize)]
         struct Entry {
             room: String,
             topic: String,
             members: usize,
         }
-        let rooms: Vec<Arc<Room>> = self.rooms.read().values().cloned().collect();
+        let (rooms, more) = {
+            let all = self.rooms.read();
+            let start = match &page.after {
+                Some(after) => Bound::Excluded(after.as_ref()),
+                None => Bound::Unbounded,
+            };
+            let mut range = all.range::<str, _>((start, Bound::Unbounded));
+            let rooms: Vec<Arc<Room>> = range
+                .by_ref()
+                .take(page.limit)
+                .map(|(_, r)| Arc::clone(r))
+                .collect();
+            (rooms, range.next().is_some())
+        };
         let list: Vec<Entry> = rooms
             .iter()
             .map(|room| {
@@ -176,7 +205,11 @@ impl Chat {
                 }
             })
             .collect();
-        Some(Reply::ok(id).field("rooms", &list))
+        let reply = Reply::ok(id).field("rooms", &list);
+        match rooms.last() {
+            Some(last) if more => reply.field("next", &last.name),
+            _ => reply,
+        }
     }
 
     pub(crate) fn members(

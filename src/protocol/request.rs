@@ -1,0 +1,497 @@
+//! A request frame to a typed [`Request`]: the envelope (`id`, `op`), then the op's
+//! fields, checked for shape and types (not for names, lengths or existence: that is
+//! the chat layer's). Encoding answers and events is `json`'s.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error_code::ErrorCode;
+
+/// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
+/// number's text.
+const MAX_ID_LEN: usize = 64;
+/// Most messages one `history` may ask for, and the default.
+const HISTORY_MAX_LIMIT: u64 = 500;
+const HISTORY_DEFAULT_LIMIT: u64 = 50;
+/// Most entries of one page of a list (`rooms`), and the default (PROTOCOL-2 §4).
+const PAGE_MAX_LIMIT: u64 = 1000;
+
+/// A request frame, parsed and checked for shape and types.
+#[derive(Debug)]
+pub(crate) enum Request<'a> {
+    Ping,
+    Echo {
+        data: Option<&'a RawValue>,
+    },
+    Signup {
+        user: Cow<'a, str>,
+        password: Cow<'a, str>,
+    },
+    Login {
+        user: Cow<'a, str>,
+        password: Cow<'a, str>,
+    },
+    Resume {
+        session: Cow<'a, str>,
+    },
+    Logout,
+    Whoami,
+    Create {
+        room: Cow<'a, str>,
+        topic: Option<Cow<'a, str>>,
+    },
+    Join {
+        room: Cow<'a, str>,
+    },
+    Leave {
+        room: Cow<'a, str>,
+    },
+    Rooms {
+        page: Page<'a>,
+    },
+    Members {
+        room: Cow<'a, str>,
+    },
+    Send {
+        room: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    Dm {
+        to: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    History {
+        room: Cow<'a, str>,
+        query: HistoryQuery,
+    },
+    Quit,
+}
+
+impl Request<'_> {
+    /// Whether the op may run before login.
+    pub(crate) fn allowed_anonymously(&self) -> bool {
+        matches!(
+            self,
+            Request::Ping
+                | Request::Echo { .. }
+                | Request::Signup { .. }
+                | Request::Login { .. }
+                | Request::Resume { .. }
+                | Request::Rooms { .. }
+                | Request::Quit
+        )
+    }
+}
+
+/// Which messages a `history` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryQuery {
+    /// Only messages with a smaller seq.
+    pub(crate) before: Option<u64>,
+    /// Only messages with a greater seq; the oldest ones first are taken.
+    pub(crate) after: Option<u64>,
+    /// How many at most (1..=500).
+    pub(crate) limit: usize,
+}
+
+/// Which page of a list a request asks for (PROTOCOL-2 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Page<'a> {
+    /// The `next` of the previous page: entries after it.
+    pub(crate) after: Option<Cow<'a, str>>,
+    /// How many at most (1..=1000, default 1000).
+    pub(crate) limit: usize,
+}
+
+/// A request that cannot be served as written: the error response to send.
+#[derive(Debug)]
+pub(crate) struct Fault<'a> {
+    /// The `id` to echo, when it could be read.
+    pub(crate) id: Option<&'a RawValue>,
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    op: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Credentials<'a> {
+    #[serde(borrow)]
+    user: Cow<'a, str>,
+    #[serde(borrow)]
+    password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct SessionField<'a> {
+    #[serde(borrow)]
+    session: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct RoomField<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct CreateFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow, default)]
+    topic: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct SendFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct DmFields<'a> {
+    #[serde(borrow)]
+    to: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct EchoFields<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct HistoryFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PageFields<'a> {
+    #[serde(borrow, default)]
+    after: Option<Cow<'a, str>>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// Keeps a field that is present, even as `null` (which plain `Option` would make
+/// `None`), so that `"id":null` is refused like any other id that is not a number or
+/// a string.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn fault<'a>(id: Option<&'a RawValue>, code: ErrorCode, message: impl Into<String>) -> Fault<'a> {
+    Fault {
+        id,
+        code,
+        message: message.into(),
+    }
+}
+
+/// The built-in operations, by the name a request gives in `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Ping,
+    Echo,
+    Signup,
+    Login,
+    Resume,
+    Logout,
+    Whoami,
+    Create,
+    Join,
+    Leave,
+    Rooms,
+    Members,
+    Send,
+    Dm,
+    History,
+    Quit,
+}
+
+impl OpKind {
+    /// Every built-in op and its wire name: the first entries of the dispatch table.
+    pub(crate) const ALL: [(&'static str, OpKind); 16] = [
+        ("ping", OpKind::Ping),
+        ("echo", OpKind::Echo),
+        ("signup", OpKind::Signup),
+        ("login", OpKind::Login),
+        ("resume", OpKind::Resume),
+        ("logout", OpKind::Logout),
+        ("whoami", OpKind::Whoami),
+        ("create", OpKind::Create),
+        ("join", OpKind::Join),
+        ("leave", OpKind::Leave),
+        ("rooms", OpKind::Rooms),
+        ("members", OpKind::Members),
+        ("send", OpKind::Send),
+        ("dm", OpKind::Dm),
+        ("history", OpKind::History),
+        ("quit", OpKind::Quit),
+    ];
+}
+
+/// A request frame whose envelope is valid: a JSON object with a good `id` (if any)
+/// and a string `op`. The op's own fields are not looked at yet.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    /// The `id` to echo, as written.
+    pub(crate) id: Option<&'a RawValue>,
+    /// The op's name.
+    pub(crate) op: Cow<'a, str>,
+    /// The whole frame, for the op's fields.
+    pub(crate) text: &'a str,
+}
+
+/// Checks a frame's envelope (without its newline): JSON object, `id`, `op`.
+pub(crate) fn parse_head(frame: &[u8]) -> Result<Head<'_>, Fault<'_>> {
+    let Ok(text) = std::str::from_utf8(frame) else {
+        return Err(fault(
+            None,
+            ErrorCode::BadJson,
+            "the frame is not valid UTF-8",
+        ));
+    };
+    if !text.trim_start().starts_with("{") {
+        return Err(fault(
+            None,
+            ErrorCode::BadJson,
+            "the frame is not a JSON object",
+        ));
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::BadRequest
+        } else {
+            ErrorCode::BadJson
+        };
+        fault(None, code, format!("the frame is not a valid request: {e}"))
+    })?;
+    let id = match envelope.id {
+        Some(raw) if !valid_id(raw.get()) => {
+            return Err(fault(
+                None,
+                ErrorCode::BadRequest,
+                "`id` must be a number or a string of at most 64 bytes",
+            ));
+        }
+        id => id,
+    };
+    let Some(op) = envelope.op else {
+        return Err(fault(id, ErrorCode::BadRequest, "the request has no `op`"));
+    };
+    let Ok(op) = serde_json::from_str::<Cow<'_, str>>(op.get()) else {
+        return Err(fault(id, ErrorCode::BadRequest, "`op` must be a string"));
+    };
+    Ok(Head { id, op, text })
+}
+
+/// The `unknown_op` answer for a head whose op is in no table.
+pub(crate) fn unknown_op<'a>(head: &Head<'a>) -> Fault<'a> {
+    fault(
+        head.id,
+        ErrorCode::UnknownOp,
+        format!("unknown op `{}`", head.op),
+    )
+}
+
+/// Reads the fields of built-in op `kind` from the frame.
+pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
+    let request = match kind {
+        OpKind::Ping => Request::Ping,
+        OpKind::Logout => Request::Logout,
+        OpKind::Whoami => Request::Whoami,
+        OpKind::Quit => Request::Quit,
+        OpKind::Echo => Request::Echo {
+            data: fields::<EchoFields<'_>>(head)?.data,
+        },
+        OpKind::Signup | OpKind::Login => {
+            let Credentials { user, password } = fields(head)?;
+            if kind == OpKind::Signup {
+                Request::Signup { user, password }
+            } else {
+                Request::Login { user, password }
+            }
+        }
+        OpKind::Resume => Request::Resume {
+            session: fields::<SessionField<'_>>(head)?.session,
+        },
+        OpKind::Create => {
+            let CreateFields { room, topic } = fields(head)?;
+            Request::Create { room, topic }
+        }
+        OpKind::Join | OpKind::Leave | OpKind::Members => {
+            let RoomField { room } = fields(head)?;
+            match kind {
+                OpKind::Join => Request::Join { room },
+                OpKind::Leave => Request::Leave { room },
+                _ => Request::Members { room },
+            }
+        }
+        OpKind::Rooms => Request::Rooms { page: page(head)? },
+        OpKind::Send => {
+            let SendFields { room, text } = fields(head)?;
+            non_empty(head.id, &text)?;
+            Request::Send { room, text }
+        }
+        OpKind::Dm => {
+            let DmFields { to, text } = fields(head)?;
+            non_empty(head.id, &text)?;
+            Request::Dm { to, text }
+        }
+        OpKind::History => history(head)?,
+    };
+    Ok(request)
+}
+
+/// The op's fields as `T`; a frame that does not fit is `bad_request`.
+fn fields<'a, T: Deserialize<'a>>(head: &Head<'a>) -> Result<T, Fault<'a>> {
+    serde_json::from_str(head.text).map_err(|e| {
+        fault(
+            head.id,
+            ErrorCode::BadRequest,
+            format!("bad `{}` request: {e}", head.op),
+        )
+    })
+}
+
+fn history<'a>(head: &Head<'a>) -> Result<Request<'a>, Fault<'a>> {
+    let f: HistoryFields<'_> = fields(head)?;
+    let limit = limit(head.id, f.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
+    Ok(Request::History {
+        room: f.room,
+        query: HistoryQuery {
+            before: f.before,
+            after: f.after,
+            limit,
+        },
+    })
+}
+
+fn page<'a>(head: &Head<'a>) -> Result<Page<'a>, Fault<'a>> {
+    let f: PageFields<'_> = fields(head)?;
+    let limit = limit(head.id, f.limit, PAGE_MAX_LIMIT, PAGE_MAX_LIMIT)?;
+    Ok(Page {
+        after: f.after,
+        limit,
+    })
+}
+
+/// A `limit` field: `default` when absent, else 1..=`max`.
+fn limit<'a>(
+    id: Option<&'a RawValue>,
+    given: Option<u64>,
+    default: u64,
+    max: u64,
+) -> Result<usize, Fault<'a>> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(fault(
+            id,
+            ErrorCode::BadRequest,
+            format!("`limit` must be between 1 and {max}"),
+        ));
+    }
+    usize::try_from(limit).map_err(|_| fault(id, ErrorCode::BadRequest, "`limit` is too large"))
+}
+
+fn non_empty<'a>(id: Option<&'a RawValue>, text: &str) -> Result<(), Fault<'a>> {
+    if text.is_empty() {
+        Err(fault(id, ErrorCode::BadRequest, "`text` must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A number (its text at most 64 bytes) or a string (its own bytes, decoded, at most
+/// 64: `"é"` is 2 bytes, `"\u00e9"` too).
+fn valid_id(raw: &str) -> bool {
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            serde_json::from_str::<Cow<'_, str>>(raw).is_ok_and(|s| s.len() <= MAX_ID_LEN)
+        }
+        Some(b'-' | b'0'..=b'9') => raw.len() <= MAX_ID_LEN,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::json::Reply;
+
+    /// Parses a frame as the built-in dispatch table would.
+    fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fault<'_>> {
+        let head = parse_head(frame)?;
+        match OpKind::ALL.iter().find(|(name, _)| *name == head.op) {
+            Some(&(_, kind)) => parse_request(&head, kind).map(|r| (head.id, r)),
+            None => Err(unknown_op(&head)),
+        }
+    }
+
+    fn code(frame: &str) -> ErrorCode {
+        parse(frame.as_bytes())
+            .err()
+            .map(|f| f.code)
+            .expect("a fault")
+    }
+
+    #[test]
+    fn general_errors() {
+        assert_eq!(code("[1]"), ErrorCode::BadJson);
+        assert_eq!(code("{\"op\":"), ErrorCode::BadJson);
+        assert_eq!(code("{}"), ErrorCode::BadRequest);
+        assert_eq!(code("{\"op\":5}"), ErrorCode::BadRequest);
+        assert_eq!(code("{\"op\":\"nope\"}"), ErrorCode::UnknownOp);
+        assert_eq!(
+            code("{\"op\":\"send\",\"room\":\"a\"}"),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code("{\"op\":\"send\",\"room\":\"a\",\"text\":\"\"}"),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code("{\"op\":\"history\",\"room\":\"a\",\"limit\":0}"),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code("{\"op\":\"history\",\"room\":\"a\",\"before\":-1}"),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code("{\"id\":true,\"op\":\"ping\"}"), ErrorCode::BadRequest);
+        assert!(
+            parse(b"{\"id\":true,\"op\":\"ping\"}")
+                .unwrap_err()
+                .id
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn id_comes_back_verbatim() {
+        let (id, req) = parse(br#"{"id": 1.50 ,"op":"ping","extra":[1]}"#).unwrap();
+        assert!(matches!(req, Request::Ping));
+        let reply = Reply::ok(id).field("pong", &true).finish();
+        assert_eq!(&reply[..], b"{\"id\":1.50,\"ok\":true,\"pong\":true}\n");
+    }
+}
