@@ -381,10 +381,9 @@ fn a_full_server_is_reported_as_full() {
     assert!(!stderr.contains("TLS"), "{stderr}");
 }
 
-// The server finishes a refused client's TLS handshake to send it `closing` only once
-// the transport's part of issue 14 item 13 is in; until then the handshake just fails.
+// The server finishes a refused client's TLS handshake to send it `closing`, so the
+// terminal client can say why instead of blaming TLS.
 #[test]
-#[ignore = "needs the server to send closing/server_full over TLS (transport, issue 14 item 13)"]
 fn a_full_tls_server_is_reported_as_full() {
     let server = TlsServer::start_with("full", |c| c.max_conns = 1);
     let tls = TlsOptions {
