@@ -34,6 +34,8 @@ const MAX_METRICS_REQUEST: usize = 8192;
 const ACCEPTS_PER_WAKE: usize = 256;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a graceful shutdown lets the service finish what it accepted.
+const QUIESCE_TIME: Duration = Duration::from_secs(1);
 /// How long a graceful shutdown lets clients drain their queues.
 const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown then waits for the forced closes.
@@ -177,6 +179,7 @@ pub(crate) fn run<S: Service>(
             if let Some(listener) = &setup.metrics {
                 poller.delete(listener)?;
             }
+            service.quiesce(Instant::now() + QUIESCE_TIME);
             shutdown = Some(Shutdown::begin(reactor));
         }
         if let Some(state) = &mut shutdown

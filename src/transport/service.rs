@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
+use crate::transport::reactor::Reactor;
 
 /// What the transport does after the service has consumed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,23 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// The service's own wake-up (`Conn::schedule(pending::WAKE)`) arrived.
     fn wake(&self, conn: &Arc<Conn<Self>>, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow;
+
+    /// The client closed its sending side: nothing more arrives. The connection must
+    /// close once everything it sent is answered; by default, once what is queued is
+    /// written. A service that answers later stops reading (`Conn::set_parked`) and
+    /// closes it itself.
+    fn input_ended(&self, conn: &Arc<Conn<Self>>, _session: &mut Self::Session) {
+        conn.close_when_drained(CloseReason::Eof, None);
+    }
+
+    /// The server runs: `reactor` takes the service's own jobs (`Reactor::call`), at
+    /// most `jobs` at a time.
+    fn attach(&self, _reactor: &Arc<Reactor<Self>>, _jobs: usize) {}
+
+    /// The server is stopping and is about to tell every connection, then close it:
+    /// finish what was accepted so its answers go out first, by `deadline` at most.
+    /// Called on the poller thread.
+    fn quiesce(&self, _deadline: Instant) {}
 
     /// The connection is closed; release what refers to it.
     fn closed(&self, conn: &Arc<Conn<Self>>, session: &mut Self::Session, reason: CloseReason);

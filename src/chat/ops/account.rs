@@ -157,7 +157,13 @@ impl Chat {
                     );
                     return;
                 };
-                let (token, hash) = self.accounts.new_session(&account);
+                let (token, hash, expired) = self.accounts.new_session(&account);
+                self.store_quietly(
+                    expired
+                        .into_iter()
+                        .map(|hash| Write::RevokeSession { hash })
+                        .collect(),
+                );
                 log::info!("conn {} logged in as {user}", conn.key);
                 let ok = Reply::ok(id)
                     .field("user", &user)
@@ -166,6 +172,7 @@ impl Chat {
                 let mut writes = out.durable(|| Write::Session {
                     hash,
                     user: user.clone(),
+                    used: now_ms(),
                 });
                 self.log_in(conn, session, account, hash, ok, &mut writes, out);
             }
@@ -192,7 +199,13 @@ impl Chat {
             return None;
         };
         let ok = Reply::ok(id).field("user", &user.name).finish();
-        self.log_in(conn, session, user, hash, ok, &mut Vec::new(), out);
+        // Its last use, stored: were the server to stop now, the idle time would
+        // count from here.
+        let mut writes = out.durable(|| Write::TouchSession {
+            hash,
+            used: now_ms(),
+        });
+        self.log_in(conn, session, user, hash, ok, &mut writes, out);
         None
     }
 
@@ -236,11 +249,17 @@ impl Chat {
         session.login = Some(Login { user, token });
     }
 
-    /// Detaches the connection from its user; returns the token it used.
+    /// Detaches the connection from its user; returns the token it used. A token no
+    /// connection uses any more starts its idle time now, in the store too.
     pub(crate) fn log_out(&self, conn: &Peer, session: &mut Session) -> Option<TokenHash> {
         let login = session.login.take()?;
         login.user.online.lock().retain(|peer| peer.key != conn.key);
-        self.accounts.release(&login.token);
+        if self.accounts.release(&login.token) {
+            self.store_quietly(vec![Write::TouchSession {
+                hash: login.token,
+                used: now_ms(),
+            }]);
+        }
         Some(login.token)
     }
 

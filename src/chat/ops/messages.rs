@@ -4,9 +4,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::chat::command::RoomMessage;
-use crate::chat::effects::{Out, RoomEvent};
+use crate::chat::effects::Out;
 use crate::chat::ops::{Failure, fail};
-use crate::chat::room::{self, HistorySource};
+use crate::chat::room::{self, HistorySource, RoomEvent};
 use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::{HistoryQuery, Reply};

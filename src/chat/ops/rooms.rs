@@ -5,9 +5,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::chat::effects::{Effect, Out, RoomEvent};
+use crate::chat::effects::{Effect, Out};
 use crate::chat::ops::{Failure, fail};
-use crate::chat::room::Room;
+use crate::chat::room::{Room, RoomEvent};
 use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::{self as protocol, MemberEvent, Reply};

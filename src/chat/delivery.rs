@@ -1,0 +1,149 @@
+//! Delivery after a commit, on the worker pool: room fan-out and the writes of frames
+//! the store's writer queued, so the writer thread goes straight on to its next
+//! commit and rooms fan out in parallel.
+//!
+//! Each room has a lane (`room::Lane`): its committed events, in commit order, and
+//! whether it waits in the ready queue or is being run. A room is in the ready queue
+//! at most once and run by one worker at a time, which takes the events queued so far
+//! in order; so each room's events reach every member in commit order, while
+//! different rooms run side by side. At most one delivery job per worker is in the
+//! pool's queue (`Ready::running`), which is what the queue is sized for.
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
+
+use crate::chat::Chat;
+use crate::chat::room::{Room, RoomEvent};
+use crate::metrics::ChatMetrics;
+use crate::transport::conn::Flusher;
+use crate::transport::reactor::Reactor;
+
+/// Work for a delivery job.
+enum Work {
+    /// Run the room's lane.
+    Room(Arc<Room>),
+    /// Write out connections whose frames the writer queued.
+    Flush(Flusher<Chat>),
+}
+
+#[derive(Default)]
+struct Ready {
+    work: VecDeque<Work>,
+    /// Delivery jobs queued or running on the pool.
+    running: usize,
+}
+
+/// The delivery lanes' scheduler.
+pub(crate) struct Delivery {
+    /// The worker pool, once the server runs (before, and after it stops, delivery
+    /// runs on the calling thread).
+    pool: OnceLock<(Weak<Reactor<Chat>>, usize)>,
+    ready: Mutex<Ready>,
+    metrics: Arc<ChatMetrics>,
+}
+
+impl Delivery {
+    pub(crate) fn new(metrics: Arc<ChatMetrics>) -> Delivery {
+        Delivery {
+            pool: OnceLock::new(),
+            ready: Mutex::new(Ready::default()),
+            metrics,
+        }
+    }
+
+    /// Runs delivery on `reactor`'s pool from now on, with at most `jobs` jobs.
+    pub(crate) fn attach(&self, reactor: &Arc<Reactor<Chat>>, jobs: usize) {
+        let _ = self.pool.set((Arc::downgrade(reactor), jobs.max(1)));
+    }
+
+    /// Queues a committed room event on the room's lane.
+    pub(crate) fn room(self: &Arc<Self>, room: &Arc<Room>, event: RoomEvent) {
+        if room.lane.lock().push(event) {
+            self.push(Work::Room(Arc::clone(room)));
+        }
+    }
+
+    /// Has the pool write out what was queued into `flusher`.
+    pub(crate) fn flush(self: &Arc<Self>, flusher: Flusher<Chat>) {
+        self.push(Work::Flush(flusher));
+    }
+
+    /// Whether nothing waits for delivery.
+    pub(crate) fn idle(&self) -> bool {
+        let ready = self.ready.lock();
+        ready.work.is_empty() && ready.running == 0
+    }
+
+    fn push(self: &Arc<Self>, work: Work) {
+        let mut ready = self.ready.lock();
+        ready.work.push_back(work);
+        let Some((reactor, jobs)) = self.pool.get() else {
+            drop(ready);
+            return self.run_here();
+        };
+        if ready.running >= *jobs {
+            return;
+        }
+        ready.running += 1;
+        drop(ready);
+        let this = Arc::clone(self);
+        let spawned = reactor
+            .upgrade()
+            .is_some_and(|r| r.call(Box::new(move |flusher| this.drain(flusher))));
+        if !spawned {
+            self.ready.lock().running -= 1;
+            self.run_here();
+        }
+    }
+
+    /// Without a pool (starting, or stopped): delivers on this thread.
+    fn run_here(self: &Arc<Self>) {
+        let mut flusher = Flusher::default();
+        self.ready.lock().running += 1;
+        self.drain(&mut flusher);
+    }
+
+    /// A delivery job: runs ready work until there is none.
+    fn drain(&self, flusher: &mut Flusher<Chat>) {
+        loop {
+            let work = {
+                let mut ready = self.ready.lock();
+                match ready.work.pop_front() {
+                    Some(work) => work,
+                    None => {
+                        ready.running -= 1;
+                        return;
+                    }
+                }
+            };
+            // A panic costs this piece of work, not the job's count, which would
+            // otherwise leak and stall every lane.
+            if panic::catch_unwind(AssertUnwindSafe(|| self.run(work, flusher))).is_err() {
+                log::error!("delivery panicked; its frames are lost");
+            }
+            flusher.flush_all();
+        }
+    }
+
+    fn run(&self, work: Work, flusher: &mut Flusher<Chat>) {
+        match work {
+            Work::Flush(mut queued) => queued.flush_all(),
+            Work::Room(room) => {
+                let events = room.lane.lock().take();
+                let delivered: usize = {
+                    let state = room.state.lock();
+                    events.into_iter().map(|e| e.deliver(&state, flusher)).sum()
+                };
+                self.metrics.deliveries.add(delivered as u64);
+                // More arrived meanwhile: back of the queue, so a busy room cannot
+                // hold a worker.
+                if room.lane.lock().done() {
+                    self.ready.lock().work.push_back(Work::Room(room));
+                }
+            }
+        }
+    }
+}
