@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
@@ -20,6 +21,11 @@ use crate::chat::room::{Room, RoomEvent};
 use crate::metrics::ChatMetrics;
 use crate::transport::conn::Flusher;
 use crate::transport::reactor::Reactor;
+
+/// Room events waiting in lanes beyond which the store's writer delivers too, before
+/// its next commit: delivery that cannot keep up slows the commits, and the store's
+/// queue then slows the senders, so the lanes stay bounded.
+const LANE_BACKLOG: usize = 64 * 1024;
 
 /// Work for a delivery job.
 enum Work {
@@ -42,6 +48,8 @@ pub(crate) struct Delivery {
     /// runs on the calling thread).
     pool: OnceLock<(Weak<Reactor<Chat>>, usize)>,
     ready: Mutex<Ready>,
+    /// Room events in lanes, not yet delivered.
+    backlog: AtomicUsize,
     metrics: Arc<ChatMetrics>,
 }
 
@@ -50,6 +58,7 @@ impl Delivery {
         Delivery {
             pool: OnceLock::new(),
             ready: Mutex::new(Ready::default()),
+            backlog: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -61,6 +70,7 @@ impl Delivery {
 
     /// Queues a committed room event on the room's lane.
     pub(crate) fn room(self: &Arc<Self>, room: &Arc<Room>, event: RoomEvent) {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
         if room.lane.lock().push(event) {
             self.push(Work::Room(Arc::clone(room)));
         }
@@ -69,6 +79,19 @@ impl Delivery {
     /// Has the pool write out what was queued into `flusher`.
     pub(crate) fn flush(self: &Arc<Self>, flusher: Flusher<Chat>) {
         self.push(Work::Flush(flusher));
+    }
+
+    /// Called by the store's writer after each batch: while the lanes hold too much,
+    /// it delivers too (work it takes from the ready queue is its own, so a room still
+    /// has one deliverer at a time).
+    pub(crate) fn help_if_behind(&self) {
+        let mut flusher = Flusher::default();
+        while self.backlog.load(Ordering::Relaxed) > LANE_BACKLOG {
+            let Some(work) = self.ready.lock().work.pop_front() else {
+                break;
+            };
+            self.run_guarded(work, &mut flusher);
+        }
     }
 
     /// Whether nothing waits for delivery.
@@ -119,13 +142,18 @@ impl Delivery {
                     }
                 }
             };
-            // A panic costs this piece of work, not the job's count, which would
-            // otherwise leak and stall every lane.
-            if panic::catch_unwind(AssertUnwindSafe(|| self.run(work, flusher))).is_err() {
-                log::error!("delivery panicked; its frames are lost");
-            }
-            flusher.flush_all();
+            self.run_guarded(work, flusher);
         }
+    }
+
+    /// Runs one piece of work and writes out what it queued. A panic costs that
+    /// piece, not the job's count (which would leak and stall every lane) nor the
+    /// store's writer.
+    fn run_guarded(&self, work: Work, flusher: &mut Flusher<Chat>) {
+        if panic::catch_unwind(AssertUnwindSafe(|| self.run(work, flusher))).is_err() {
+            log::error!("delivery panicked; its frames are lost");
+        }
+        flusher.flush_all();
     }
 
     fn run(&self, work: Work, flusher: &mut Flusher<Chat>) {
@@ -133,6 +161,7 @@ impl Delivery {
             Work::Flush(mut queued) => queued.flush_all(),
             Work::Room(room) => {
                 let events = room.lane.lock().take();
+                self.backlog.fetch_sub(events.len(), Ordering::Relaxed);
                 let delivered: usize = {
                     let state = room.state.lock();
                     events.into_iter().map(|e| e.deliver(&state, flusher)).sum()

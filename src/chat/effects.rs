@@ -215,6 +215,7 @@ pub(crate) fn run_committed(
         deferred.owner.done();
     }
     delivery.flush(flusher);
+    delivery.help_if_behind();
     followups
 }
 
