@@ -355,3 +355,41 @@ fn room_events_and_answers_keep_commit_order_with_a_data_dir() {
     }
     stop(handle);
 }
+
+#[test]
+fn a_failed_signup_or_join_is_taken_back_from_memory() {
+    let dir = DataDir::new("failed-undo");
+    let (handle, addr) = start(on_disk(&dir));
+    let mut bob = user(addr, "bob");
+    bob.create("closed");
+    drop(user(addr, "ada"));
+    stop(handle);
+    dir.sql(
+        "CREATE TRIGGER no_user BEFORE INSERT ON users WHEN NEW.name = 'doomed'
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;
+         CREATE TRIGGER no_join BEFORE INSERT ON memberships WHEN NEW.room = 'closed'
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;
+         CREATE TRIGGER no_room BEFORE INSERT ON rooms WHEN NEW.name = 'never'
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    );
+    let (handle, addr) = start(on_disk(&dir));
+    let mut doomed = Line::named(addr, "doomed");
+    doomed.send_json(json!({"id": 1, "op": "signup", "user": "doomed", "password": "password123"}));
+    assert!(answers(&until_closed(&mut doomed)).is_empty());
+    let mut ada = second(addr, "ada");
+    let login = ada.request(json!({"op": "login", "user": "doomed", "password": "password123"}));
+    common::assert_err(&login, "auth_failed");
+    let mut joiner = second(addr, "ada");
+    joiner.send_json(json!({"id": 2, "op": "join", "room": "closed"}));
+    assert!(answers(&until_closed(&mut joiner)).is_empty());
+    let mut creator = second(addr, "ada");
+    creator.send_json(json!({"id": 3, "op": "create", "room": "never"}));
+    assert!(answers(&until_closed(&mut creator)).is_empty());
+    let me = ada.request(json!({"op": "whoami"}));
+    assert_eq!(me["rooms"], json!([]), "ada is in no room: {me}");
+    let members = ada.request(json!({"op": "members", "room": "closed"}));
+    assert_eq!(members["members"], json!(["bob"]));
+    let gone = ada.request(json!({"op": "members", "room": "never"}));
+    common::assert_err(&gone, "no_such_room");
+    stop(handle);
+}

@@ -101,6 +101,15 @@ impl Accounts {
         Ok(user)
     }
 
+    /// Takes back a registration whose commit failed (if `user` is still the one
+    /// registered under its name).
+    pub(crate) fn remove(&self, user: &Arc<User>) {
+        let mut users = self.users.write();
+        if users.get(&user.name).is_some_and(|u| Arc::ptr_eq(u, user)) {
+            users.remove(&user.name);
+        }
+    }
+
     /// Whether logins for `name` are refused for now (5 failures in a row).
     pub(crate) fn login_limited(&self, name: &str) -> bool {
         let mut failures = self.failures.lock();

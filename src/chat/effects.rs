@@ -84,7 +84,13 @@ pub(crate) enum Effect {
     },
     /// Close the connection once its answers are written (`quit`).
     Finish(Peer),
+    /// Takes back a change made in memory ahead of its commit, if the commit fails:
+    /// memory shows only what was committed.
+    Undo(Undo),
 }
+
+/// See [`Effect::Undo`].
+pub(crate) type Undo = Box<dyn FnOnce() + Send>;
 
 /// What becomes of a DM whose recipient has no connection when it is delivered.
 pub(crate) enum Keep {
@@ -120,6 +126,7 @@ impl Effect {
                 peer.close_when_drained(CloseReason::Quit, None);
                 (0, None)
             }
+            Effect::Undo(_) => (0, None),
         }
     }
 
@@ -129,6 +136,7 @@ impl Effect {
     pub(crate) fn fail(self) {
         match self {
             Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
+            Effect::Undo(undo) => undo(),
             Effect::Room(..) | Effect::Dm { .. } => {}
         }
     }
@@ -280,6 +288,8 @@ impl<'a> Out<'a> {
 
     /// Stores `write` (if there is a store) and delivers a room event and the answer,
     /// called with the room's lock held so that events leave in the room's order.
+    /// `undo` takes back the change to the room's memory if the commit fails.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn room_commit(
         &mut self,
         room: &Arc<Room>,
@@ -288,11 +298,13 @@ impl<'a> Out<'a> {
         event: RoomEvent,
         conn: &Peer,
         answer: Bytes,
+        undo: impl FnOnce() + Send + 'static,
     ) {
         if self.defers(true) {
             let effects = vec![
                 Effect::Room(Arc::clone(room), event),
                 Effect::Send(Arc::clone(conn), answer),
+                Effect::Undo(Box::new(undo)),
             ];
             self.commit(vec![write()], effects);
         } else {

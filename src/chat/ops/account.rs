@@ -126,14 +126,19 @@ impl Chat {
                     return;
                 };
                 let stored = hash.clone();
-                let inserted = self.accounts.insert(&user, hash, |_| {
+                let inserted = self.accounts.insert(&user, hash, |account| {
                     let write = out.durable(|| Write::User {
                         name: user.clone(),
                         hash: stored,
                         created: now_ms(),
                     });
                     let ok = Reply::ok(id).field("user", &user).finish();
-                    out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+                    let (accounts, account) = (Arc::clone(&self.accounts), Arc::clone(account));
+                    let effects = vec![
+                        Effect::Send(Arc::clone(conn), ok),
+                        Effect::Undo(Box::new(move || accounts.remove(&account))),
+                    ];
+                    out.commit(write, effects);
                 });
                 if inserted.is_err() {
                     let message = format!("the name `{user}` is taken");

@@ -55,7 +55,9 @@ impl Chat {
             frame,
             skip_conn: conn.key,
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        // A failed commit leaves nothing to take back: the message joins the history
+        // only at its commit, and its seq stays unused.
+        out.room_commit(&room, &mut state, write, event, conn, ok, || {});
         Ok(None)
     }
 

@@ -45,10 +45,17 @@ impl Chat {
             let message = format!("the server holds its maximum of {} rooms", self.max_rooms);
             return fail(ErrorCode::TooManyRooms, message);
         }
-        let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
+        let created = Arc::new(Room::new(
+            room,
+            topic.to_owned(),
+            0,
+            0,
+            Vec::new(),
+            self.history_cap,
+        ));
         created.state.lock().add_member(user);
         user.rooms.lock().insert(room.to_owned());
-        rooms.insert(room.to_owned(), Arc::new(created));
+        rooms.insert(room.to_owned(), Arc::clone(&created));
         // Still under the rooms lock: the store sees the room before anything in it.
         let write = out.durable(|| Write::Room {
             name: room.to_owned(),
@@ -57,7 +64,24 @@ impl Chat {
             created: now_ms(),
         });
         let ok = Reply::ok(id).field("room", room).finish();
-        out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+        let all = Arc::clone(&self.rooms);
+        let undo = move || {
+            let mut rooms = all.write();
+            if rooms
+                .get(&created.name)
+                .is_some_and(|r| Arc::ptr_eq(r, &created))
+            {
+                rooms.remove(&created.name);
+                for member in created.state.lock().members.values() {
+                    member.user.rooms.lock().remove(&created.name);
+                }
+            }
+        };
+        let effects = vec![
+            Effect::Send(Arc::clone(conn), ok),
+            Effect::Undo(Box::new(undo)),
+        ];
+        out.commit(write, effects);
         Ok(None)
     }
 
@@ -115,7 +139,12 @@ impl Chat {
             room: room.name.clone(),
             user: user.name.clone(),
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
+        let undo = move || {
+            undo_room.state.lock().members.remove(&undo_user.name);
+            undo_user.rooms.lock().remove(&undo_room.name);
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
         Ok(None)
     }
 
@@ -153,7 +182,12 @@ impl Chat {
             user: user.name.clone(),
         };
         let ok = Reply::ok(id).field("room", &room.name).finish();
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
+        let undo = move || {
+            undo_room.state.lock().add_member(&undo_user);
+            undo_user.rooms.lock().insert(undo_room.name.clone());
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
         Ok(None)
     }
 
