@@ -347,6 +347,11 @@ fn run(
 fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     const MEMBER: &str = "INSERT OR IGNORE INTO memberships (room, user) VALUES (?1, ?2)";
     match write {
+        Write::KeepDm { .. }
+        | Write::ClearDms { .. }
+        | Write::Session { .. }
+        | Write::TouchSession { .. }
+        | Write::RevokeSession { .. } => apply_user_write(tx, write),
         Write::User {
             name,
             hash,
@@ -393,6 +398,12 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
                 params![room, seq],
             )
         }
+    }
+}
+
+/// The writes that concern one user: kept DMs and sessions.
+fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
+    match write {
         Write::KeepDm {
             to,
             from,
@@ -433,5 +444,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
             "DELETE FROM sessions WHERE token_hash = ?1",
             params![&hash[..]],
         ),
+        Write::User { .. }
+        | Write::Room { .. }
+        | Write::Join { .. }
+        | Write::Leave { .. }
+        | Write::Message { .. } => apply(tx, write),
     }
 }
