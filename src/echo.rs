@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
-use crate::transport::service::{Flow, Service};
+use crate::transport::service::{CloseReason, Conn, Flow, Flusher, Io, Service};
 
 /// The echo service. It has no framing, so it stops reading a client whose outbound
 /// queue is full instead of buffering without limit.

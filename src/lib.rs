@@ -77,9 +77,6 @@ pub mod fuzzing;
 mod metrics;
 mod protocol;
 mod server;
-// StoreError's fields are undocumented until its own conversion (issue 15, the store's
-// part) lands; take this allow out then.
-#[allow(missing_docs)]
 mod store;
 mod transport;
 

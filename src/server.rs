@@ -18,7 +18,7 @@ use crate::protocol::request::OpKind;
 use crate::store::{Store, StoreError};
 use crate::transport::poller::{self, Listener, PollerSetup};
 use crate::transport::reactor::Reactor;
-use crate::transport::service::Service;
+use crate::transport::service::{Pool, Service};
 use crate::transport::worker;
 
 /// Why a server could not start or stopped with an error. New kinds may be added:
@@ -270,10 +270,12 @@ fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
 fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
     let config = server.config;
     let workers = config.workers;
-    // One job per connection at most, plus the stop tasks: the queue never fills.
-    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.max_conns + workers + 1);
+    // One job per connection at most, one service job per worker, plus the stop
+    // tasks: the queue never fills.
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.max_conns + 2 * workers + 1);
     let reactor = Arc::new(Reactor::new(server.poller, jobs_tx, config.max_outbound));
     let service = Arc::new(service);
+    service.attach(Pool::new(&reactor, workers));
     let threads = worker::spawn(workers, &jobs_rx, &reactor, &service);
     let setup = PollerSetup {
         listeners: server.listeners,

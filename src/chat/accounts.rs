@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
-use crate::chat::{MAX_USER_NAME, Peer, valid_name};
+use crate::chat::{MAX_USER_NAME, Peer, now_ms, valid_name};
 
 /// Login attempts one name may start in a window; more answer `rate_limited`.
 const MAX_ATTEMPTS: u32 = 5;
@@ -46,8 +46,9 @@ struct SessionRecord {
     user: Arc<User>,
     /// Connections logged in through this token.
     live: usize,
-    /// When the last connection stopped using it.
-    idle_since: Instant,
+    /// When the last connection stopped using it, in ms since the Unix epoch: the wall
+    /// clock, which (unlike `Instant`) means the same after a restart.
+    idle_since: u64,
 }
 
 /// The login attempts of one name in its current window.
@@ -115,6 +116,15 @@ impl Accounts {
         users.insert(name.to_owned(), Arc::clone(&user));
         then(&user);
         Ok(user)
+    }
+
+    /// Takes back a registration whose commit failed (if `user` is still the one
+    /// registered under its name).
+    pub(crate) fn remove(&self, user: &Arc<User>) {
+        let mut users = self.users.write();
+        if users.get(&user.name).is_some_and(|u| Arc::ptr_eq(u, user)) {
+            users.remove(&user.name);
+        }
     }
 
     /// Counts a login attempt for `name` as it starts, or refuses it: at most
@@ -185,16 +195,29 @@ impl Accounts {
         }
     }
 
-    /// Issues a new session token for `user`, counted as used by one connection.
-    pub(crate) fn new_session(&self, user: &Arc<User>) -> (String, TokenHash) {
+    /// How long an unused session lasts (`--session-ttl`).
+    pub(crate) fn session_ttl(&self) -> Duration {
+        self.session_ttl
+    }
+
+    /// Issues a new session token for `user`, counted as used by one connection;
+    /// returns it, its hash, and the hashes of the expired sessions swept meanwhile
+    /// (for the store to delete).
+    pub(crate) fn new_session(&self, user: &Arc<User>) -> (String, TokenHash, Vec<TokenHash>) {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("the OS random source failed");
         let token = hex::encode(raw);
         let hash = token_hash(&token);
         let mut sessions = self.sessions.lock();
-        let now = Instant::now();
-        let ttl = self.session_ttl;
-        sessions.retain(|_, s| s.live > 0 || now.duration_since(s.idle_since) < ttl);
+        let now = now_ms();
+        let mut expired = Vec::new();
+        sessions.retain(|hash, s| {
+            let keep = s.live > 0 || !self.expired(s, now);
+            if !keep {
+                expired.push(*hash);
+            }
+            keep
+        });
         sessions.insert(
             hash,
             SessionRecord {
@@ -203,15 +226,15 @@ impl Accounts {
                 idle_since: now,
             },
         );
-        (token, hash)
+        (token, hash, expired)
     }
 
-    /// Brings back a stored session (nobody uses it yet; its idle time starts now).
-    pub(crate) fn restore_session(&self, hash: TokenHash, user: Arc<User>) {
+    /// Brings back a stored session, last used at `used` (ms since the Unix epoch).
+    pub(crate) fn restore_session(&self, hash: TokenHash, user: Arc<User>, used: u64) {
         let record = SessionRecord {
             user,
             live: 0,
-            idle_since: Instant::now(),
+            idle_since: used,
         };
         self.sessions.lock().insert(hash, record);
     }
@@ -221,7 +244,7 @@ impl Accounts {
         let hash = token_hash(token);
         let mut sessions = self.sessions.lock();
         let record = sessions.get_mut(&hash)?;
-        if record.live == 0 && record.idle_since.elapsed() >= self.session_ttl {
+        if record.live == 0 && self.expired(record, now_ms()) {
             sessions.remove(&hash);
             return None;
         }
@@ -230,13 +253,22 @@ impl Accounts {
     }
 
     /// A connection stopped using the token (logged in as someone else, or closed).
-    pub(crate) fn release(&self, hash: &TokenHash) {
-        if let Some(record) = self.sessions.lock().get_mut(hash) {
-            record.live = record.live.saturating_sub(1);
-            if record.live == 0 {
-                record.idle_since = Instant::now();
-            }
+    /// Returns true if no connection uses it any more: its idle time starts now.
+    pub(crate) fn release(&self, hash: &TokenHash) -> bool {
+        let mut sessions = self.sessions.lock();
+        let Some(record) = sessions.get_mut(hash) else {
+            return false;
+        };
+        record.live = record.live.saturating_sub(1);
+        if record.live == 0 {
+            record.idle_since = now_ms();
         }
+        record.live == 0
+    }
+
+    /// Whether an unused session has been idle for `--session-ttl`.
+    fn expired(&self, record: &SessionRecord, now: u64) -> bool {
+        Duration::from_millis(now.saturating_sub(record.idle_since)) >= self.session_ttl
     }
 
     /// `logout`: no later `resume` accepts the token.

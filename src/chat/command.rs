@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::chat::effects::{Effect, RoomEvent};
+use crate::chat::effects::{Effect, Keep};
+use crate::chat::room::RoomEvent;
 use crate::chat::{Chat, Peer};
 use crate::error_code::ErrorCode;
 use crate::protocol::json as protocol;
@@ -111,7 +112,7 @@ impl Context<'_> {
             to,
             frame,
             skip_conn: self.conn.key,
-            keep: false,
+            keep: Keep::Never,
         });
         Ok(())
     }

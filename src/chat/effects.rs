@@ -2,24 +2,70 @@
 //!
 //! With a store, effects wait for the commit of the writes they depend on (and an
 //! answer waits behind the earlier answers of its connection); without one they run at
-//! once. `Out` is the one place that decides which.
+//! once. `Out` is the one place that decides which; `run_committed` is what the
+//! store's writer does with a committed batch, and `delivery` the part of it that
+//! runs on the worker pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use crate::chat::accounts::{INBOX_CAP, User};
-use crate::chat::room::{self, Room, RoomState};
+use crate::chat::delivery::Delivery;
+use crate::chat::room::{self, Room, RoomEvent, RoomState};
 use crate::chat::{Chat, Peer};
 use crate::metrics::ChatMetrics;
 use crate::store::{Store, Write};
-use crate::transport::conn::{CloseReason, Flusher};
+use crate::transport::service::{CloseReason, Flusher};
 
-/// What waits for a store commit: the effects of one or more requests, in order.
+/// What waits for a store commit: the effects of one request, in order.
 pub(crate) struct Deferred {
     effects: Vec<Effect>,
-    owner: Arc<AtomicUsize>,
+    owner: Arc<Pending>,
+}
+
+/// A connection's submissions to the store that carry its answers and have not been
+/// handed back yet: while there are any, its later answers queue behind them, and a
+/// client that stopped sending is closed only once they are answered.
+#[derive(Default)]
+pub(crate) struct Pending {
+    count: AtomicUsize,
+    /// The connection to close once `count` is 0: its client sent EOF.
+    closing: Mutex<Option<Peer>>,
+}
+
+impl Pending {
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.close_if_asked();
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// The client sent EOF: close `conn` once every request it sent is answered (now,
+    /// if none waits for the store).
+    pub(crate) fn close_when_answered(&self, conn: &Peer) {
+        *self.closing.lock() = Some(Arc::clone(conn));
+        if !self.busy() {
+            self.close_if_asked();
+        }
+    }
+
+    fn close_if_asked(&self) {
+        let conn = self.closing.lock().take();
+        if let Some(conn) = conn {
+            conn.close_when_drained(CloseReason::Eof, None);
+        }
+    }
 }
 
 /// Something a request causes that others (or the requester) can see.
@@ -29,112 +75,156 @@ pub(crate) enum Effect {
     /// An event in a room.
     Room(Arc<Room>, RoomEvent),
     /// A frame for every connection of `to` but `skip_conn`; if `to` has none, kept
-    /// for the next login when `keep` (a `dm`), else dropped.
+    /// for the next login or dropped, as `keep` says.
     Dm {
         to: Arc<User>,
         frame: Bytes,
         skip_conn: usize,
-        keep: bool,
+        keep: Keep,
     },
     /// Close the connection once its answers are written (`quit`).
     Finish(Peer),
+    /// Takes back a change made in memory ahead of its commit, if the commit fails:
+    /// memory shows only what was committed.
+    Undo(Undo),
 }
 
-/// An event for a room's members.
-pub(crate) enum RoomEvent {
-    /// Message `seq`: to members who joined before it, except the sending connection.
-    Message {
-        seq: u64,
-        frame: Bytes,
-        skip_conn: usize,
-    },
-    /// `joined`/`left` or an embedder's event: to the members' connections.
-    Broadcast {
-        frame: Bytes,
-        skip_conn: usize,
-        skip_user: Option<String>,
-    },
+/// See [`Effect::Undo`].
+pub(crate) type Undo = Box<dyn FnOnce() + Send>;
+
+/// What becomes of a DM whose recipient has no connection when it is delivered.
+pub(crate) enum Keep {
+    /// Dropped (an embedder's event).
+    Never,
+    /// Kept in the recipient's inbox: it is stored already, or nothing is.
+    Kept,
+    /// Stored first (it was meant for a recipient who was online), then kept: memory
+    /// keeps only what the store has.
+    StoreFirst(Write),
 }
 
-impl RoomEvent {
-    /// Delivers the event; returns how many message deliveries that made.
-    pub(crate) fn apply(self, state: &mut RoomState, flusher: &mut Flusher<Chat>) -> usize {
-        match self {
-            RoomEvent::Message {
-                seq,
-                frame,
-                skip_conn,
-            } => state.deliver_message(seq, &frame, skip_conn, flusher),
-            RoomEvent::Broadcast {
-                frame,
-                skip_conn,
-                skip_user,
-            } => {
-                state.broadcast(&frame, skip_conn, skip_user.as_deref(), flusher);
-                0
-            }
-        }
-    }
-}
+/// A DM that found its recipient offline and must be stored before it is kept.
+pub(crate) struct Unstored(Write, Effect);
 
 impl Effect {
-    /// Carries the effect out; returns how many message or DM deliveries it made.
-    pub(crate) fn run(self, flusher: &mut Flusher<Chat>) -> usize {
+    /// Carries the effect out at once; returns how many message or DM deliveries it
+    /// made, and a DM that must be stored before it can be kept.
+    pub(crate) fn run(self, flusher: &mut Flusher<Chat>) -> (usize, Option<Unstored>) {
         match self {
             Effect::Send(peer, frame) => {
                 peer.send(frame, flusher);
-                0
+                (0, None)
             }
-            Effect::Room(room, event) => event.apply(&mut room.state.lock(), flusher),
+            Effect::Room(room, event) => (event.apply(&mut room.state.lock(), flusher), None),
             Effect::Dm {
                 to,
                 frame,
                 skip_conn,
                 keep,
-            } => {
-                let online = to.online.lock();
-                if online.is_empty() && keep {
-                    let mut inbox = to.inbox.lock();
-                    if inbox.len() == INBOX_CAP {
-                        inbox.pop_front();
-                    }
-                    inbox.push_back(frame);
-                    0
-                } else {
-                    room::deliver_to(&online, &frame, skip_conn, flusher)
-                }
-            }
+            } => deliver_dm(to, frame, skip_conn, keep, flusher),
             Effect::Finish(peer) => {
                 peer.close_when_drained(CloseReason::Quit, None);
-                0
+                (0, None)
             }
+            Effect::Undo(_) => (0, None),
         }
     }
 
     /// The store could not keep the change: nobody may be told it happened, and the
-    /// requester, who cannot be answered truthfully in order, is disconnected.
+    /// requester, who cannot be answered truthfully in order, is disconnected. A
+    /// message's seq stays unused (seqs are never reused).
     pub(crate) fn fail(self) {
         match self {
             Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
+            Effect::Undo(undo) => undo(),
             Effect::Room(..) | Effect::Dm { .. } => {}
         }
     }
 }
 
-/// Runs the effects of a committed batch, in order, and writes them out.
-pub(crate) fn run_committed(batch: Vec<(Deferred, bool)>, metrics: &ChatMetrics) {
+/// Delivers a DM to the recipient's connections, or keeps it (see [`Keep`]). The
+/// recipient's `online` lock is held throughout, so a login cannot slip in between
+/// the look and the keeping.
+fn deliver_dm(
+    to: Arc<User>,
+    frame: Bytes,
+    skip_conn: usize,
+    keep: Keep,
+    flusher: &mut Flusher<Chat>,
+) -> (usize, Option<Unstored>) {
+    let online = to.online.lock();
+    if !online.is_empty() {
+        return (room::deliver_to(&online, &frame, skip_conn, flusher), None);
+    }
+    match keep {
+        Keep::Never => {}
+        Keep::Kept => {
+            let mut inbox = to.inbox.lock();
+            if inbox.len() == INBOX_CAP {
+                inbox.pop_front();
+            }
+            inbox.push_back(frame);
+        }
+        Keep::StoreFirst(write) => {
+            drop(online);
+            let kept = Effect::Dm {
+                to,
+                frame,
+                skip_conn,
+                keep: Keep::Kept,
+            };
+            return (0, Some(Unstored(write, kept)));
+        }
+    }
+    (0, None)
+}
+
+/// What the store's writer does with a committed batch, in commit order: a message
+/// joins its room's history, answers and DMs are queued to their connections (cheap:
+/// no system call), and room fan-out goes to the room's delivery lane on the worker
+/// pool, as do the writes of the queued frames. Returns the DMs that turned out to
+/// need storing, for the next batch.
+///
+/// Order (the invariant the chat relies on): everything for one connection is queued
+/// here, on one thread, in commit order, so answers keep request order; a room's
+/// events enter its lane in commit order and the lane runs them in that order
+/// (`delivery`), so every member sees them in commit order; a message is in history
+/// before its sender's `ok` is queued.
+pub(crate) fn run_committed(
+    batch: Vec<(Deferred, bool)>,
+    delivery: &Arc<Delivery>,
+    metrics: &ChatMetrics,
+) -> Vec<(Vec<Write>, Deferred)> {
     let mut flusher = Flusher::default();
+    let mut followups = Vec::new();
     for (deferred, committed) in batch {
         for effect in deferred.effects {
-            if committed {
-                metrics.deliveries.add(effect.run(&mut flusher) as u64);
-            } else {
+            if !committed {
                 effect.fail();
+                continue;
+            }
+            match effect {
+                Effect::Room(room, event) => {
+                    event.commit(&mut room.state.lock());
+                    delivery.room(&room, event);
+                }
+                effect => {
+                    let (delivered, unstored) = effect.run(&mut flusher);
+                    metrics.deliveries.add(delivered as u64);
+                    if let Some(Unstored(write, kept)) = unstored {
+                        let owner = Arc::new(Pending::default());
+                        owner.add();
+                        let effects = vec![kept];
+                        followups.push((vec![write], Deferred { effects, owner }));
+                    }
+                }
             }
         }
-        deferred.owner.fetch_sub(1, Ordering::AcqRel);
+        deferred.owner.done();
     }
-    flusher.flush_all();
+    delivery.flush(flusher);
+    delivery.help_if_behind();
+    followups
 }
 
 /// The answers and effects of the requests of one read, on their way out.
@@ -142,7 +232,7 @@ pub(crate) struct Out<'a> {
     flusher: &'a mut Flusher<Chat>,
     metrics: &'a ChatMetrics,
     store: Option<&'a Store<Deferred>>,
-    owner: &'a Arc<AtomicUsize>,
+    owner: &'a Arc<Pending>,
 }
 
 impl<'a> Out<'a> {
@@ -152,7 +242,7 @@ impl<'a> Out<'a> {
         flusher: &'a mut Flusher<Chat>,
         metrics: &'a ChatMetrics,
         store: Option<&'a Store<Deferred>>,
-        owner: &'a Arc<AtomicUsize>,
+        owner: &'a Arc<Pending>,
     ) -> Out<'a> {
         Out {
             flusher,
@@ -165,7 +255,7 @@ impl<'a> Out<'a> {
     /// Whether effects must wait for the store: they come with writes, or an earlier
     /// answer of this connection still waits (answers leave in request order).
     pub(crate) fn defers(&self, has_writes: bool) -> bool {
-        self.store.is_some() && (has_writes || self.owner.load(Ordering::Acquire) > 0)
+        self.store.is_some() && (has_writes || self.owner.busy())
     }
 
     /// Stores `writes`, then runs `effects` in order: at once when nothing waits for
@@ -173,13 +263,15 @@ impl<'a> Out<'a> {
     pub(crate) fn commit(&mut self, writes: Vec<Write>, effects: Vec<Effect>) {
         match self.store {
             Some(store) if self.defers(!writes.is_empty()) => {
-                self.owner.fetch_add(1, Ordering::AcqRel);
-                let owner = Arc::clone(self.owner);
-                store.submit(writes, Deferred { effects, owner });
+                submit(store, writes, effects, self.owner);
             }
             _ => {
                 for effect in effects {
-                    self.metrics.deliveries.add(effect.run(self.flusher) as u64);
+                    let (delivered, unstored) = effect.run(self.flusher);
+                    self.metrics.deliveries.add(delivered as u64);
+                    if let (Some(store), Some(Unstored(write, kept))) = (self.store, unstored) {
+                        submit(store, vec![write], vec![kept], &Arc::default());
+                    }
                 }
             }
         }
@@ -196,6 +288,8 @@ impl<'a> Out<'a> {
 
     /// Stores `write` (if there is a store) and delivers a room event and the answer,
     /// called with the room's lock held so that events leave in the room's order.
+    /// `undo` takes back the change to the room's memory if the commit fails.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn room_commit(
         &mut self,
         room: &Arc<Room>,
@@ -204,11 +298,13 @@ impl<'a> Out<'a> {
         event: RoomEvent,
         conn: &Peer,
         answer: Bytes,
+        undo: impl FnOnce() + Send + 'static,
     ) {
         if self.defers(true) {
             let effects = vec![
                 Effect::Room(Arc::clone(room), event),
                 Effect::Send(Arc::clone(conn), answer),
+                Effect::Undo(Box::new(undo)),
             ];
             self.commit(vec![write()], effects);
         } else {
@@ -225,5 +321,27 @@ impl<'a> Out<'a> {
         } else {
             Vec::new()
         }
+    }
+}
+
+/// Queues `writes` with the effects that wait for them, counted on `owner`. Called
+/// under a room's lock for room writes: it never blocks. A submission the store
+/// refuses (it cannot keep up, or is stopping) fails as a failed commit would.
+pub(crate) fn submit(
+    store: &Store<Deferred>,
+    writes: Vec<Write>,
+    effects: Vec<Effect>,
+    owner: &Arc<Pending>,
+) {
+    owner.add();
+    let deferred = Deferred {
+        effects,
+        owner: Arc::clone(owner),
+    };
+    if let Err(refused) = store.submit(writes, deferred) {
+        for effect in refused.effects {
+            effect.fail();
+        }
+        refused.owner.done();
     }
 }

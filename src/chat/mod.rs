@@ -3,12 +3,13 @@
 //!
 //! This file holds the service and its per-connection state; `ops/` the operations,
 //! one file per family; `effects` what they cause and when it runs (after the store's
-//! commit); `accounts`, `room` and `hasher` the state they work on; `command` the
-//! embedding API. Files below this one use its shared items (`Chat`, `Session`,
+//! commit), and `delivery` the part of that which runs on the worker pool; `accounts`,
+//! `room` and `hasher` the state they work on; `command` the embedding API. Files below this one use its shared items (`Chat`, `Session`,
 //! `Peer`, the name rules); it uses theirs only through their public items.
 
 pub(crate) mod accounts;
 pub(crate) mod command;
+mod delivery;
 pub(crate) mod effects;
 mod hasher;
 mod limiter;
@@ -19,8 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -28,7 +28,8 @@ use serde_json::value::RawValue;
 
 use crate::chat::accounts::{Accounts, TokenHash, User};
 use crate::chat::command::{CommandError, Extensions, Hooks};
-use crate::chat::effects::{Deferred, Out, run_committed};
+use crate::chat::delivery::Delivery;
+use crate::chat::effects::{Deferred, Out, Pending, run_committed, submit};
 use crate::chat::hasher::Hasher;
 use crate::chat::limiter::FrameLimiter;
 use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
@@ -39,9 +40,8 @@ use crate::metrics::ChatMetrics;
 use crate::protocol::framing::{Split, Splitter};
 use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent};
 use crate::protocol::request::{self, OpKind};
-use crate::store::{Snapshot, Store};
-use crate::transport::conn::{CloseReason, Conn, Flusher, Io, pending};
-use crate::transport::service::{Flow, Service};
+use crate::store::{SessionRow, Snapshot, Store, Write};
+use crate::transport::service::{CloseReason, Conn, Flow, Flusher, Io, Pool, Service, pending};
 
 /// A logged-in connection as the chat state sees it: where its events are queued.
 pub(crate) type Peer = Arc<Conn<Chat>>;
@@ -62,11 +62,16 @@ pub(crate) struct Chat {
     ops: HashMap<String, Op>,
     metrics: Arc<ChatMetrics>,
     hooks: Hooks,
-    accounts: Accounts,
-    rooms: RwLock<BTreeMap<String, Arc<Room>>>,
+    accounts: Arc<Accounts>,
+    rooms: Arc<RwLock<BTreeMap<String, Arc<Room>>>>,
     hasher: Hasher,
     /// Where changes are made durable; `None` keeps everything in memory only.
     store: Option<Store<Deferred>>,
+    /// Runs what a commit causes on the worker pool.
+    delivery: Arc<Delivery>,
+    /// Open while requests are taken: a shutdown closes it (under the write lock, so
+    /// no request is half handled), and what was accepted is then finished.
+    accepting: RwLock<bool>,
     bcrypt_cost: u32,
     max_frame: usize,
     max_text: usize,
@@ -91,7 +96,7 @@ pub(crate) struct Session {
     held: Option<Split>,
     /// Submissions to the store that carry this connection's answers and have not
     /// been committed yet: while there are any, later answers queue behind them.
-    in_store: Arc<AtomicUsize>,
+    in_store: Arc<Pending>,
 }
 
 struct Login {
@@ -125,12 +130,15 @@ impl Chat {
         for (name, handler) in extensions.commands {
             ops.insert(name, Op::Custom(handler));
         }
+        let metrics = Arc::new(ChatMetrics::new(OpKind::ALL.iter().map(|&(name, _)| name)));
         let mut chat = Chat {
             ops,
-            metrics: Arc::new(ChatMetrics::new(OpKind::ALL.iter().map(|&(name, _)| name))),
+            delivery: Arc::new(Delivery::new(Arc::clone(&metrics))),
+            accepting: RwLock::new(true),
+            metrics,
             hooks: extensions.hooks,
-            accounts: Accounts::new(config.session_ttl),
-            rooms: RwLock::new(BTreeMap::new()),
+            accounts: Arc::new(Accounts::new(config.session_ttl)),
+            rooms: Arc::default(),
             hasher: Hasher::new(config.hash_threads, config.max_hash_wait, first_estimate),
             store,
             bcrypt_cost: config.bcrypt_cost,
@@ -149,15 +157,19 @@ impl Chat {
         } else {
             usize::MAX
         };
-        chat.restore(snapshot);
+        let expired = chat.restore(snapshot);
         if let Some(store) = &mut chat.store {
             let metrics = Arc::clone(&chat.metrics);
-            store.start(move |batch| run_committed(batch, &metrics))?;
+            let delivery = Arc::clone(&chat.delivery);
+            store.start(move |batch| run_committed(batch, &delivery, &metrics))?;
         }
+        chat.store_quietly(expired);
         Ok(chat)
     }
 
-    fn restore(&self, snapshot: Snapshot) {
+    /// Brings back the stored state; returns the writes that delete what expired
+    /// while the server was down.
+    fn restore(&self, snapshot: Snapshot) -> Vec<Write> {
         for (name, hash) in snapshot.users {
             let _ = self.accounts.insert(&name, hash, |_| {});
         }
@@ -203,10 +215,33 @@ impl Chat {
                 user.inbox.lock().push_back(event);
             }
         }
-        for (hash, name) in snapshot.sessions {
-            if let Some(user) = self.accounts.user(&name) {
-                self.accounts.restore_session(hash, user);
+        self.restore_sessions(snapshot.sessions)
+    }
+
+    /// Brings back the stored sessions with the idle time they had; returns the
+    /// deletions of those past `--session-ttl`.
+    fn restore_sessions(&self, sessions: Vec<SessionRow>) -> Vec<Write> {
+        let now = now_ms();
+        let mut expired = Vec::new();
+        for row in sessions {
+            let idle = Duration::from_millis(now.saturating_sub(row.used));
+            match self.accounts.user(&row.user) {
+                Some(user) if idle < self.accounts.session_ttl() => {
+                    self.accounts.restore_session(row.hash, user, row.used);
+                }
+                _ => expired.push(Write::RevokeSession { hash: row.hash }),
             }
+        }
+        expired
+    }
+
+    /// Stores `writes` that nobody waits for (a session's last use, expired
+    /// sessions): the store keeps them in order with everything else.
+    fn store_quietly(&self, writes: Vec<Write>) {
+        if let Some(store) = &self.store
+            && !writes.is_empty()
+        {
+            submit(store, writes, Vec::new(), &Arc::default());
         }
     }
 
@@ -219,6 +254,9 @@ impl Chat {
         let now = Instant::now();
         let mut throttle = None;
         loop {
+            if self.store_behind(conn) {
+                return Flow::Park;
+            }
             let split = match session.held.take() {
                 Some(split) => split,
                 None => session.splitter.next(inbuf.data()),
@@ -253,14 +291,20 @@ impl Chat {
                 Split::Incomplete => break,
             }
         }
-        // When the writer falls behind, stop reading this client until it catches up.
-        let waker = Arc::clone(conn);
-        match &self.store {
-            Some(store) if store.wait_if_behind(move || waker.schedule(pending::WAKE)) => {
-                Flow::Park
-            }
-            _ => throttle.map_or(Flow::Continue, Flow::Throttle),
+        if self.store_behind(conn) {
+            Flow::Park
+        } else {
+            throttle.map_or(Flow::Continue, Flow::Throttle)
         }
+    }
+
+    /// When the store's queue is high, stops reading this client until it is down
+    /// again (checked before every request, so the queue stays bounded).
+    fn store_behind(&self, conn: &Peer) -> bool {
+        self.store.as_ref().is_some_and(|store| {
+            let waker = Arc::clone(conn);
+            store.behind() && store.wait_if_behind(move || waker.schedule(pending::WAKE))
+        })
     }
 
     fn handle(&self, conn: &Peer, session: &mut Session, frame: &[u8], out: &mut Out<'_>) -> Step {
@@ -355,11 +399,15 @@ impl Service for Chat {
             greeted: false,
             limiter: FrameLimiter::new(self.max_frame_rate),
             held: None,
-            in_store: Arc::new(AtomicUsize::new(0)),
+            in_store: Arc::default(),
         }
     }
 
     fn input(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
+        let accepting = self.accepting.read();
+        if !*accepting {
+            return Flow::Park;
+        }
         if !io.session.greeted {
             io.session.greeted = true;
             if io.inbuf.data().first() == Some(&TLS_HANDSHAKE) {
@@ -375,12 +423,45 @@ impl Service for Chat {
     }
 
     fn wake(&self, conn: &Peer, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow {
+        let accepting = self.accepting.read();
+        if !*accepting {
+            // Stopping: a finished hash is neither applied nor answered.
+            return Flow::Park;
+        }
         if let Some(hashed) = io.session.hashed.take() {
             let owner = Arc::clone(&io.session.in_store);
             let mut out = Out::new(&mut *flusher, &self.metrics, self.store.as_ref(), &owner);
             self.finish_hashed(conn, &mut io.session, hashed, &mut out);
         }
         self.process(conn, io, flusher)
+    }
+
+    fn input_ended(&self, conn: &Peer, session: &mut Session) {
+        // Nothing more is read; the requests already read are answered (some after
+        // their commit), then the connection closes.
+        conn.set_parked(true);
+        session.in_store.close_when_answered(conn);
+    }
+
+    fn attach(&self, pool: Pool<Self>) {
+        self.delivery.attach(pool);
+    }
+
+    fn quiesce(&self, deadline: Instant) {
+        // No request is being handled once the write lock is had, and none starts
+        // after: what was submitted is all there is.
+        *self.accepting.write() = false;
+        let Some(store) = &self.store else {
+            return;
+        };
+        while !(store.idle() && self.delivery.idle()) {
+            if Instant::now() >= deadline {
+                log::warn!("shutdown: the store did not finish in time; the rest is not stored");
+                store.discard_pending();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     fn closed(&self, conn: &Peer, session: &mut Session, _reason: CloseReason) {

@@ -1,5 +1,6 @@
-//! A chat room: topic, members, its message sequence, recent history, and delivery of
-//! its events to the members' connections.
+//! A chat room: topic, members, its message sequence, recent history, its events and
+//! their delivery to the members' connections, and its delivery lane (see
+//! `delivery`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use crate::chat::{Chat, Peer};
 use crate::protocol::json::{self as protocol, MessageEvent};
 use crate::protocol::request::HistoryQuery;
 use crate::store::MessageRow;
-use crate::transport::conn::Flusher;
+use crate::transport::service::Flusher;
 
 /// Most bytes of messages one `history` response holds.
 const HISTORY_MAX_BYTES: usize = 1 << 20;
@@ -21,6 +22,91 @@ const HISTORY_MAX_BYTES: usize = 1 << 20;
 pub(crate) struct Room {
     pub(crate) name: String,
     pub(crate) state: Mutex<RoomState>,
+    /// Committed events waiting for delivery on the worker pool, in commit order.
+    pub(crate) lane: Mutex<Lane>,
+}
+
+/// A room's committed events on their way to the members, and whether a delivery job
+/// has the room (queued or running): one at a time, so the events leave in order.
+#[derive(Default)]
+pub(crate) struct Lane {
+    events: VecDeque<RoomEvent>,
+    claimed: bool,
+}
+
+impl Lane {
+    /// Adds a committed event; returns true if the room must be queued for delivery
+    /// (no job has it).
+    pub(crate) fn push(&mut self, event: RoomEvent) -> bool {
+        self.events.push_back(event);
+        !std::mem::replace(&mut self.claimed, true)
+    }
+
+    /// The events to deliver now, oldest first; the job keeps the room.
+    pub(crate) fn take(&mut self) -> VecDeque<RoomEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The job delivered what it took. Returns true if more came meanwhile (the job
+    /// keeps the room and must queue it again); otherwise the room is released.
+    pub(crate) fn done(&mut self) -> bool {
+        if self.events.is_empty() {
+            self.claimed = false;
+        }
+        self.claimed
+    }
+}
+
+/// An event for a room's members.
+pub(crate) enum RoomEvent {
+    /// Message `seq`: to members who joined before it, except the sending connection.
+    Message {
+        seq: u64,
+        frame: Bytes,
+        skip_conn: usize,
+    },
+    /// `joined`/`left` or an embedder's event: to the members' connections.
+    Broadcast {
+        frame: Bytes,
+        skip_conn: usize,
+        skip_user: Option<String>,
+    },
+}
+
+impl RoomEvent {
+    /// Makes a message part of the room's history: it is committed (or, in memory,
+    /// happening now).
+    pub(crate) fn commit(&self, state: &mut RoomState) {
+        if let RoomEvent::Message { seq, frame, .. } = self {
+            state.commit_message(*seq, frame);
+        }
+    }
+
+    /// Queues the event to its recipients; returns how many message deliveries that
+    /// made.
+    pub(crate) fn deliver(self, state: &RoomState, flusher: &mut Flusher<Chat>) -> usize {
+        match self {
+            RoomEvent::Message {
+                seq,
+                frame,
+                skip_conn,
+            } => state.deliver_message(seq, &frame, skip_conn, flusher),
+            RoomEvent::Broadcast {
+                frame,
+                skip_conn,
+                skip_user,
+            } => {
+                state.broadcast(&frame, skip_conn, skip_user.as_deref(), flusher);
+                0
+            }
+        }
+    }
+
+    /// Commits and delivers the event at once (no store, or nothing to wait for).
+    pub(crate) fn apply(self, state: &mut RoomState, flusher: &mut Flusher<Chat>) -> usize {
+        self.commit(state);
+        self.deliver(state, flusher)
+    }
 }
 
 /// A member of a room.
@@ -31,9 +117,11 @@ pub(crate) struct Member {
     since: u64,
 }
 
-/// What the room's lock guards. Assigning a seq and handing the message on for
-/// delivery (at once, or to the store in the same order) happen under it, as one step,
-/// so every member sees seq order without gaps.
+/// What the room's lock guards. Assigning a seq and handing the message on (to
+/// delivery at once, or to the store in the same order) happen under it, as one step,
+/// so the store commits a room's writes in seq order and every member sees that
+/// order. A seq whose commit fails is left unused (seqs are never reused): it is
+/// neither in memory nor stored, and nobody received it.
 pub(crate) struct RoomState {
     pub(crate) topic: String,
     pub(crate) members: BTreeMap<String, Member>,
@@ -43,7 +131,8 @@ pub(crate) struct RoomState {
     /// `history` shows nothing newer, so nobody reads what a crash could take back.
     committed_seq: u64,
     last_ts: u64,
-    /// The newest messages (seq, encoded `message` event), oldest first.
+    /// The newest committed messages (seq, encoded `message` event), oldest first:
+    /// a message enters at its commit, so a failed one never shows.
     history: VecDeque<(u64, Bytes)>,
     history_cap: usize,
 }
@@ -70,6 +159,7 @@ impl Room {
                 history: recent.into(),
                 history_cap,
             }),
+            lane: Mutex::new(Lane::default()),
         }
     }
 }
@@ -100,17 +190,25 @@ impl RoomState {
         self.members.contains_key(name)
     }
 
-    /// Marks messages up to `seq` as stored, and queues message `seq` to every member
-    /// who joined before it, except the connection `skip_conn`. Returns how many
-    /// connections it was queued to.
+    /// Adds committed message `seq` to the history `history` serves. Commits come in
+    /// seq order (see `RoomState`), so the history stays sorted.
+    pub(crate) fn commit_message(&mut self, seq: u64, frame: &Bytes) {
+        self.committed_seq = self.committed_seq.max(seq);
+        if self.history.len() == self.history_cap {
+            self.history.pop_front();
+        }
+        self.history.push_back((seq, frame.clone()));
+    }
+
+    /// Queues message `seq` to every member who joined before it, except the
+    /// connection `skip_conn`. Returns how many connections it was queued to.
     pub(crate) fn deliver_message(
-        &mut self,
+        &self,
         seq: u64,
         frame: &Bytes,
         skip_conn: usize,
         flusher: &mut Flusher<Chat>,
     ) -> usize {
-        self.committed_seq = self.committed_seq.max(seq);
         self.members
             .values()
             .filter(|m| m.since < seq)
@@ -118,7 +216,8 @@ impl RoomState {
             .sum()
     }
 
-    /// Appends a message from `from` and returns its seq, ts and encoded event.
+    /// Assigns the next seq to a message from `from`; returns its seq, ts and encoded
+    /// event. It joins the history at its commit (`commit_message`).
     pub(crate) fn append(
         &mut self,
         room: &str,
@@ -139,10 +238,6 @@ impl RoomState {
                 ts: self.last_ts,
             },
         );
-        if self.history.len() == self.history_cap {
-            self.history.pop_front();
-        }
-        self.history.push_back((self.last_seq, event.clone()));
         (self.last_seq, self.last_ts, event)
     }
 
@@ -173,10 +268,7 @@ impl RoomState {
             return HistorySource::Memory(Vec::new());
         }
         let hi = below - 1;
-        let first = self
-            .history
-            .front()
-            .map_or(self.last_seq + 1, |(seq, _)| *seq);
+        let first = self.history.front().map_or(newest + 1, |(seq, _)| *seq);
         let needed_from = match query.after {
             Some(_) => lo,
             None => hi.saturating_sub(query.limit as u64 - 1).max(lo),

@@ -38,6 +38,8 @@ const MAX_REFUSING_HANDSHAKES: usize = 64;
 const ACCEPTS_PER_WAKE: usize = 256;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a graceful shutdown lets the service finish what it accepted.
+const QUIESCE_TIME: Duration = Duration::from_secs(1);
 /// How long a graceful shutdown lets clients drain their queues.
 const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// How long a graceful shutdown then waits for the forced closes.
@@ -237,6 +239,7 @@ impl<S: Service> Loop<'_, S> {
             if let Some(listener) = &self.setup.metrics {
                 poller.delete(listener)?;
             }
+            self.service.quiesce(Instant::now() + QUIESCE_TIME);
             self.shutdown = Some(Shutdown::begin(reactor));
         }
         Ok(match &mut self.shutdown {

@@ -12,16 +12,22 @@ use parking_lot::Mutex;
 use polling::Poller;
 
 use crate::metrics::TransportMetrics;
-use crate::transport::conn::Conn;
+use crate::transport::conn::{Conn, Flusher};
 use crate::transport::service::Service;
 
 /// A unit of work for the worker pool.
 pub(crate) enum Task<S: Service> {
     /// Run the connection's job: its pending reads, writes, wake-ups or close.
     Run(Arc<Conn<S>>),
+    /// The service's own work, of no one connection (the chat's delivery after a
+    /// commit); the worker writes out what it queued.
+    Call(Call<S>),
     /// The server is stopping: the worker exits.
     Stop,
 }
+
+/// See [`Task::Call`].
+pub(crate) type Call<S> = Box<dyn FnOnce(&mut Flusher<S>) + Send>;
 
 /// Shared by the poller thread, the workers and every connection.
 pub(crate) struct Reactor<S: Service> {
@@ -71,6 +77,13 @@ impl<S: Service> Reactor<S> {
         if self.jobs.send(Task::Run(conn)).is_err() {
             log::debug!("job dropped: the worker pool has stopped");
         }
+    }
+
+    /// Hands the service's own work to the pool; false if the pool has stopped. The
+    /// queue has room for one such job per worker besides the connections' (see
+    /// `server::serve`): the service keeps to that, so this never blocks.
+    pub(crate) fn call(&self, call: Call<S>) -> bool {
+        self.jobs.send(Task::Call(call)).is_ok()
     }
 
     /// Tells `workers` workers to exit once the jobs before are done.

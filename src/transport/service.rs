@@ -1,13 +1,51 @@
 //! The seam between the transport (sockets, readiness, queues) and what a server does
 //! with the bytes: echo them, or speak the chat protocol.
+//!
+//! A service sees the transport only through this module: the [`Service`] trait it
+//! implements, the connection handle it answers through ([`Conn`], with the [`Flusher`]
+//! that writes a job's frames out at its end, and [`Io`], the connection's input and
+//! session), and the [`Pool`] that runs its own work on the workers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
+use std::sync::Weak;
+
+pub(crate) use crate::transport::conn::{CloseReason, Conn, Flusher, Io, pending};
+use crate::transport::reactor::{Call, Reactor};
+
+/// The worker pool, as a service sees it: where it runs work of its own (such as
+/// delivery after a commit), at most `jobs` at a time. It holds the pool weakly: once
+/// the server has stopped, [`Pool::call`] says so and the service runs the work itself.
+pub(crate) struct Pool<S: Service> {
+    reactor: Weak<Reactor<S>>,
+    jobs: usize,
+}
+
+impl<S: Service> Pool<S> {
+    pub(crate) fn new(reactor: &Arc<Reactor<S>>, jobs: usize) -> Pool<S> {
+        Pool {
+            reactor: Arc::downgrade(reactor),
+            jobs: jobs.max(1),
+        }
+    }
+
+    /// Jobs of the service's own that may be queued or running at once: the job queue
+    /// has room for that many besides the connections' (see `server::serve`), so a
+    /// service that keeps to it never blocks in [`Pool::call`].
+    pub(crate) fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    /// Runs `call` on a worker, with that worker's flusher; false (and `call` is
+    /// dropped) when the pool has stopped.
+    pub(crate) fn call(&self, call: Call<S>) -> bool {
+        self.reactor.upgrade().is_some_and(|r| r.call(call))
+    }
+}
 
 /// What the transport does after the service has consumed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +84,22 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// The service's own wake-up (`Conn::schedule(pending::WAKE)`) arrived.
     fn wake(&self, conn: &Arc<Conn<Self>>, io: &mut Io<Self>, flusher: &mut Flusher<Self>) -> Flow;
+
+    /// The client closed its sending side: nothing more arrives. The connection must
+    /// close once everything it sent is answered; by default, once what is queued is
+    /// written. A service that answers later stops reading (`Conn::set_parked`) and
+    /// closes it itself.
+    fn input_ended(&self, conn: &Arc<Conn<Self>>, _session: &mut Self::Session) {
+        conn.close_when_drained(CloseReason::Eof, None);
+    }
+
+    /// The server runs: `pool` takes the service's own jobs from now on.
+    fn attach(&self, _pool: Pool<Self>) {}
+
+    /// The server is stopping and is about to tell every connection, then close it:
+    /// finish what was accepted so its answers go out first, by `deadline` at most.
+    /// Called on the poller thread.
+    fn quiesce(&self, _deadline: Instant) {}
 
     /// The connection is closed; release what refers to it.
     fn closed(&self, conn: &Arc<Conn<Self>>, session: &mut Self::Session, reason: CloseReason);

@@ -38,7 +38,18 @@ pub(crate) fn spawn<S: Service>(
 fn work<S: Service>(jobs: &Receiver<Task<S>>, reactor: &Reactor<S>, service: &S) {
     let mut flusher = Flusher::default();
     let mut spare = SpareBufs::default();
-    while let Ok(Task::Run(conn)) = jobs.recv() {
+    loop {
+        let conn = match jobs.recv() {
+            Ok(Task::Run(conn)) => conn,
+            Ok(Task::Call(call)) => {
+                if panic::catch_unwind(AssertUnwindSafe(|| call(&mut flusher))).is_err() {
+                    log::error!("a service job panicked");
+                }
+                flusher.flush_all();
+                continue;
+            }
+            Ok(Task::Stop) | Err(_) => return,
+        };
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             run_job(&conn, reactor, service, &mut flusher, &mut spare);
         }));
@@ -133,8 +144,9 @@ fn read<S: Service>(
         }
         match conn.read_into(&mut io.inbuf, limit, spare) {
             Ok(got) if got.bytes == 0 => {
-                // The partial frame in the buffer is dropped; what was answered is sent.
-                conn.close_when_drained(CloseReason::Eof, None);
+                // The partial frame in the buffer is dropped; the service closes once
+                // what it was sent is answered.
+                service.input_ended(conn, &mut io.session);
                 return false;
             }
             Ok(_) if conn.is_refused() => {

@@ -16,7 +16,7 @@ use crate::chat::{
 use crate::error_code::ErrorCode;
 use crate::protocol::json::Reply;
 use crate::store::Write;
-use crate::transport::conn::pending;
+use crate::transport::service::pending;
 
 /// The result of a `signup` or `login` that went to the hashing pool.
 pub(crate) enum Hashed {
@@ -160,14 +160,19 @@ impl Chat {
             return;
         };
         let stored = hash.clone();
-        let inserted = self.accounts.insert(&user, hash, |_| {
+        let inserted = self.accounts.insert(&user, hash, |account| {
             let write = out.durable(|| Write::User {
                 name: user.clone(),
                 hash: stored,
                 created: now_ms(),
             });
             let ok = Reply::ok(id).field("user", &user).finish();
-            out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+            let (accounts, account) = (Arc::clone(&self.accounts), Arc::clone(account));
+            let effects = vec![
+                Effect::Send(Arc::clone(conn), ok),
+                Effect::Undo(Box::new(move || accounts.remove(&account))),
+            ];
+            out.commit(write, effects);
         });
         if inserted.is_err() {
             let message = format!("the name `{user}` is taken");
@@ -197,7 +202,13 @@ impl Chat {
         self.metrics.logins_ok.inc();
         let user = account.name.clone();
         self.accounts.login_succeeded(&user);
-        let (token, hash) = self.accounts.new_session(&account);
+        let (token, hash, expired) = self.accounts.new_session(&account);
+        self.store_quietly(
+            expired
+                .into_iter()
+                .map(|hash| Write::RevokeSession { hash })
+                .collect(),
+        );
         log::info!("conn {} logged in as {user}", conn.key);
         let ok = Reply::ok(id)
             .field("user", &user)
@@ -206,6 +217,7 @@ impl Chat {
         let mut writes = out.durable(|| Write::Session {
             hash,
             user: user.clone(),
+            used: now_ms(),
         });
         if let Some(rehash) = rehash {
             self.accounts.set_hash(&account, rehash.clone());
@@ -237,7 +249,13 @@ impl Chat {
             return None;
         };
         let ok = Reply::ok(id).field("user", &user.name).finish();
-        self.log_in(conn, session, user, hash, ok, &mut Vec::new(), out);
+        // Its last use, stored: were the server to stop now, the idle time would
+        // count from here.
+        let mut writes = out.durable(|| Write::TouchSession {
+            hash,
+            used: now_ms(),
+        });
+        self.log_in(conn, session, user, hash, ok, &mut writes, out);
         None
     }
 
@@ -281,11 +299,17 @@ impl Chat {
         session.login = Some(Login { user, token });
     }
 
-    /// Detaches the connection from its user; returns the token it used.
+    /// Detaches the connection from its user; returns the token it used. A token no
+    /// connection uses any more starts its idle time now, in the store too.
     pub(crate) fn log_out(&self, conn: &Peer, session: &mut Session) -> Option<TokenHash> {
         let login = session.login.take()?;
         login.user.online.lock().retain(|peer| peer.key != conn.key);
-        self.accounts.release(&login.token);
+        if self.accounts.release(&login.token) {
+            self.store_quietly(vec![Write::TouchSession {
+                hash: login.token,
+                used: now_ms(),
+            }]);
+        }
         Some(login.token)
     }
 

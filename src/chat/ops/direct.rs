@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::chat::accounts::INBOX_CAP;
-use crate::chat::effects::{Effect, Out};
+use crate::chat::effects::{Effect, Keep, Out};
 use crate::chat::ops::{Failure, fail};
 use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
@@ -30,18 +30,25 @@ impl Chat {
         let from = &logged_in(session).user.name;
         let ts = now_ms();
         let frame = protocol::event("dm", &DmEvent { from, text, ts });
-        // Only a message for someone offline is kept, so only that one is stored.
+        let keep = || Write::KeepDm {
+            to: to.to_owned(),
+            from: from.clone(),
+            text: text.to_owned(),
+            ts,
+            cap: INBOX_CAP,
+        };
+        // A DM for someone offline is kept, so stored now. One for someone online is
+        // not, unless they are gone by the time it is delivered: then it is stored
+        // first and kept after that commit (`Keep::StoreFirst`), so memory never
+        // keeps what the store does not.
         let offline = recipient.online.lock().is_empty();
-        let write = if offline {
-            out.durable(|| Write::KeepDm {
-                to: to.to_owned(),
-                from: from.clone(),
-                text: text.to_owned(),
-                ts,
-                cap: INBOX_CAP,
-            })
+        let (write, keep) = if offline {
+            (out.durable(keep), Keep::Kept)
         } else {
-            Vec::new()
+            match out.durable(keep).pop() {
+                Some(write) => (Vec::new(), Keep::StoreFirst(write)),
+                None => (Vec::new(), Keep::Kept),
+            }
         };
         let ok = Reply::ok(id).field("ts", &ts).finish();
         let effects = vec![
@@ -49,7 +56,7 @@ impl Chat {
                 to: recipient,
                 frame,
                 skip_conn: conn.key,
-                keep: true,
+                keep,
             },
             Effect::Send(Arc::clone(conn), ok),
         ];

@@ -4,9 +4,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::chat::command::RoomMessage;
-use crate::chat::effects::{Out, RoomEvent};
+use crate::chat::effects::Out;
 use crate::chat::ops::{Failure, fail};
-use crate::chat::room::{self, HistorySource};
+use crate::chat::room::{self, HistorySource, RoomEvent};
 use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::Reply;
@@ -56,7 +56,9 @@ impl Chat {
             frame,
             skip_conn: conn.key,
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        // A failed commit leaves nothing to take back: the message joins the history
+        // only at its commit, and its seq stays unused.
+        out.room_commit(&room, &mut state, write, event, conn, ok, || {});
         Ok(None)
     }
 

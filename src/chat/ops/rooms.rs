@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::chat::effects::{Effect, Out, RoomEvent};
+use crate::chat::effects::{Effect, Out};
 use crate::chat::ops::{Failure, fail};
-use crate::chat::room::Room;
+use crate::chat::room::{Room, RoomEvent};
 use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::{self as protocol, MemberEvent, Reply};
@@ -59,10 +59,17 @@ impl Chat {
         // Under the rooms lock: one user's creates cannot pass the cap together.
         user.rooms_created
             .store(created_before + 1, Ordering::Relaxed);
-        let created = Room::new(room, topic.to_owned(), 0, 0, Vec::new(), self.history_cap);
+        let created = Arc::new(Room::new(
+            room,
+            topic.to_owned(),
+            0,
+            0,
+            Vec::new(),
+            self.history_cap,
+        ));
         created.state.lock().add_member(user);
         user.rooms.lock().insert(room.to_owned());
-        rooms.insert(room.to_owned(), Arc::new(created));
+        rooms.insert(room.to_owned(), Arc::clone(&created));
         // Still under the rooms lock: the store sees the room before anything in it.
         let write = out.durable(|| Write::Room {
             name: room.to_owned(),
@@ -71,7 +78,25 @@ impl Chat {
             created: now_ms(),
         });
         let ok = Reply::ok(id).field("room", room).finish();
-        out.commit(write, vec![Effect::Send(Arc::clone(conn), ok)]);
+        let (all, creator) = (Arc::clone(&self.rooms), Arc::clone(user));
+        let undo = move || {
+            creator.rooms_created.fetch_sub(1, Ordering::Relaxed);
+            let mut rooms = all.write();
+            if rooms
+                .get(&created.name)
+                .is_some_and(|r| Arc::ptr_eq(r, &created))
+            {
+                rooms.remove(&created.name);
+                for member in created.state.lock().members.values() {
+                    member.user.rooms.lock().remove(&created.name);
+                }
+            }
+        };
+        let effects = vec![
+            Effect::Send(Arc::clone(conn), ok),
+            Effect::Undo(Box::new(undo)),
+        ];
+        out.commit(write, effects);
         Ok(None)
     }
 
@@ -129,7 +154,12 @@ impl Chat {
             room: room.name.clone(),
             user: user.name.clone(),
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
+        let undo = move || {
+            undo_room.state.lock().members.remove(&undo_user.name);
+            undo_user.rooms.lock().remove(&undo_room.name);
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
         Ok(None)
     }
 
@@ -167,7 +197,12 @@ impl Chat {
             user: user.name.clone(),
         };
         let ok = Reply::ok(id).field("room", &room.name).finish();
-        out.room_commit(&room, &mut state, write, event, conn, ok);
+        let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
+        let undo = move || {
+            undo_room.state.lock().add_member(&undo_user);
+            undo_user.rooms.lock().insert(undo_room.name.clone());
+        };
+        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
         Ok(None)
     }
 

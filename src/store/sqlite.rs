@@ -1,0 +1,459 @@
+//! The SQLite backend: one file (`parlor.db`, WAL mode) in the data directory, kept
+//! off-limits to a second server by an OS lock on `parlor.lock`; the schema,
+//! migrations, the start-up read, history queries and the writer's transactions.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write as _};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::config::SyncMode;
+use crate::store::{
+    Backend, BatchWriter, MessageRow, RoomRow, SessionRow, Snapshot, StoreError, Write,
+};
+
+/// The schema version this binary writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// The database file inside the data directory.
+pub(crate) const DB_FILE: &str = "parlor.db";
+/// The lock file that keeps a second server off the same data directory.
+const LOCK_FILE: &str = "parlor.lock";
+
+/// The first schema (version 1).
+const SCHEMA_V1: &str = "
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        created INTEGER NOT NULL);
+    CREATE TABLE rooms (
+        name TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        creator TEXT NOT NULL,
+        next_seq INTEGER NOT NULL,
+        created INTEGER NOT NULL);
+    CREATE TABLE memberships (
+        room TEXT NOT NULL REFERENCES rooms(name),
+        user TEXT NOT NULL REFERENCES users(name),
+        PRIMARY KEY (room, user)) WITHOUT ROWID;
+    CREATE TABLE messages (
+        room TEXT NOT NULL REFERENCES rooms(name),
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (room, seq)) WITHOUT ROWID;
+    CREATE TABLE pending_dms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL REFERENCES users(name),
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL);
+    CREATE INDEX pending_dms_recipient ON pending_dms(recipient, id);
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name));";
+
+/// Version 2: a session's last use, so its idle time holds across restarts. Sessions
+/// stored before count as used at the upgrade.
+const SCHEMA_V2: &str = "
+    ALTER TABLE sessions ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET last_used = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);";
+
+/// The SQLite store of one data directory.
+pub(crate) struct Sqlite {
+    path: PathBuf,
+    sync: SyncMode,
+    /// Connections for history reads, taken and given back.
+    readers: Mutex<Vec<Connection>>,
+    /// Held for the life of the store.
+    _lock: File,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database in `dir`, takes the directory's lock,
+    /// migrates the schema, and reads everything back; `history_len` messages per
+    /// room.
+    pub(crate) fn open(
+        dir: &Path,
+        sync: SyncMode,
+        history_len: usize,
+    ) -> Result<(Sqlite, Snapshot), StoreError> {
+        fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let lock = lock_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let conn = open_connection(&path, sync)?;
+        migrate(&conn, &path)?;
+        let snapshot = load(&conn, history_len).map_err(|e| not_parlor(&path, e))?;
+        let store = Sqlite {
+            path,
+            sync,
+            readers: Mutex::new(vec![conn]),
+            _lock: lock,
+        };
+        Ok((store, snapshot))
+    }
+}
+
+impl Backend for Sqlite {
+    fn writer(&self) -> Result<Box<dyn BatchWriter>, StoreError> {
+        Ok(Box::new(Writer(open_connection(&self.path, self.sync)?)))
+    }
+
+    fn history(
+        &self,
+        room: &str,
+        after: Option<u64>,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let conn = match self.readers.lock().pop() {
+            Some(conn) => conn,
+            None => open_connection(&self.path, self.sync)?,
+        };
+        let result = query_history(&conn, room, after, below, limit);
+        self.readers.lock().push(conn);
+        Ok(result?)
+    }
+}
+
+/// The writer thread's connection.
+struct Writer(Connection);
+
+impl BatchWriter for Writer {
+    /// A savepoint each, so a submission whose writes fail cannot fail the others.
+    fn commit(&mut self, batch: &[&[Write]]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.0.transaction()?;
+        let mut committed = Vec::with_capacity(batch.len());
+        for writes in batch {
+            if writes.is_empty() {
+                committed.push(true);
+                continue;
+            }
+            let sp = tx.savepoint()?;
+            match writes.iter().try_for_each(|w| apply(&sp, w)) {
+                Ok(()) => {
+                    sp.commit()?;
+                    committed.push(true);
+                }
+                Err(e) => {
+                    log::error!("store: writes rolled back: {e} ({:?})", writes.first());
+                    drop(sp);
+                    committed.push(false);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(committed)
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = match holder.trim() {
+            "" => "unknown process".to_owned(),
+            pid => format!("pid {pid}"),
+        };
+        return Err(StoreError::Locked {
+            dir: dir.to_owned(),
+            holder,
+        });
+    }
+    // The pid makes the "in use" message say by whom.
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| match e.sqlite_error_code() {
+            Some(
+                rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::PermissionDenied
+                | rusqlite::ErrorCode::ReadOnly,
+            ) => StoreError::Dir {
+                dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+                source: std::io::Error::other(e.to_string()),
+            },
+            _ => not_parlor(path, e),
+        })?;
+    // Reading the schema first makes a file that is not a database fail here, at
+    // start-up, with a clear message.
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| not_parlor(path, e))?;
+    let synchronous = match sync {
+        SyncMode::Normal => "NORMAL",
+        SyncMode::Full => "FULL",
+    };
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| not_parlor(path, e))?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn not_parlor(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::NotParlor {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Brings the schema up to `SCHEMA_VERSION`, one forward step at a time, each in its
+/// own transaction.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    if version == 0 {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(StoreError::NotParlor {
+                path: path.to_owned(),
+                detail: "it holds tables but no parlor schema version".into(),
+            });
+        }
+    }
+    let steps = [SCHEMA_V1, SCHEMA_V2];
+    for (step, to) in steps
+        .iter()
+        .zip(1..)
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        conn.execute_batch(&format!(
+            "BEGIN; {step}; PRAGMA user_version = {to}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    let mut users = conn.prepare("SELECT name, hash FROM users")?;
+    snapshot.users = users
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut rooms = conn.prepare("SELECT name, topic, next_seq FROM rooms ORDER BY name")?;
+    let mut members = conn.prepare("SELECT user FROM memberships WHERE room = ?1 ORDER BY user")?;
+    let room_rows: Vec<(String, String, u64)> = rooms
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, topic, next_seq) in room_rows {
+        let member_names = members
+            .query_map([&name], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let last_seq = next_seq.saturating_sub(1);
+        let recent = query_history(conn, &name, None, last_seq + 1, history_len)?;
+        snapshot.rooms.push(RoomRow {
+            name,
+            topic,
+            last_seq,
+            members: member_names,
+            recent,
+        });
+    }
+    let mut dms =
+        conn.prepare("SELECT recipient, sender, text, ts FROM pending_dms ORDER BY id")?;
+    snapshot.dms = dms
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut sessions = conn.prepare("SELECT token_hash, user, last_used FROM sessions")?;
+    snapshot.sessions = sessions
+        .query_map([], |r| {
+            Ok(SessionRow {
+                hash: r.get(0)?,
+                user: r.get(1)?,
+                used: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(snapshot)
+}
+
+fn query_history(
+    conn: &Connection,
+    room: &str,
+    after: Option<u64>,
+    below: u64,
+    limit: usize,
+) -> rusqlite::Result<Vec<MessageRow>> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(MessageRow {
+            seq: r.get(0)?,
+            from: r.get(1)?,
+            text: r.get(2)?,
+            ts: r.get(3)?,
+        })
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match after {
+        Some(after) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, sender, text, ts FROM messages
+                 WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            stmt.query_map(params![room, after, below, limit], row)?
+                .collect()
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, sender, text, ts FROM messages
+                 WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let mut rows: Vec<MessageRow> = stmt
+                .query_map(params![room, below, limit], row)?
+                .collect::<Result<_, _>>()?;
+            rows.reverse();
+            Ok(rows)
+        }
+    }
+}
+
+/// One SQL statement (cached) with its parameters.
+fn run(
+    tx: &rusqlite::Savepoint<'_>,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute(args).map(|_| ())
+}
+
+fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
+    const MEMBER: &str = "INSERT OR IGNORE INTO memberships (room, user) VALUES (?1, ?2)";
+    match write {
+        Write::KeepDm { .. }
+        | Write::ClearDms { .. }
+        | Write::PasswordHash { .. }
+        | Write::Session { .. }
+        | Write::TouchSession { .. }
+        | Write::RevokeSession { .. } => apply_user_write(tx, write),
+        Write::User {
+            name,
+            hash,
+            created,
+        } => run(
+            tx,
+            "INSERT INTO users (name, hash, created) VALUES (?1, ?2, ?3)",
+            params![name, hash, created],
+        ),
+        Write::Room {
+            name,
+            topic,
+            creator,
+            created,
+        } => {
+            run(
+                tx,
+                "INSERT INTO rooms (name, topic, creator, next_seq, created) VALUES (?1, ?2, ?3, 1, ?4)",
+                params![name, topic, creator, created],
+            )?;
+            run(tx, MEMBER, params![name, creator])
+        }
+        Write::Join { room, user } => run(tx, MEMBER, params![room, user]),
+        Write::Leave { room, user } => run(
+            tx,
+            "DELETE FROM memberships WHERE room = ?1 AND user = ?2",
+            params![room, user],
+        ),
+        Write::Message {
+            room,
+            seq,
+            from,
+            text,
+            ts,
+        } => {
+            run(
+                tx,
+                "INSERT INTO messages (room, seq, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![room, seq, from, text, ts],
+            )?;
+            run(
+                tx,
+                "UPDATE rooms SET next_seq = ?2 + 1 WHERE name = ?1 AND next_seq <= ?2",
+                params![room, seq],
+            )
+        }
+    }
+}
+
+/// The writes that concern one user: kept DMs, password hashes and sessions.
+fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::KeepDm {
+            to,
+            from,
+            text,
+            ts,
+            cap,
+        } => {
+            run(
+                tx,
+                "INSERT INTO pending_dms (recipient, sender, text, ts) VALUES (?1, ?2, ?3, ?4)",
+                params![to, from, text, ts],
+            )?;
+            // The cap of kept messages holds across restarts too.
+            run(
+                tx,
+                "DELETE FROM pending_dms WHERE recipient = ?1 AND id NOT IN
+                 (SELECT id FROM pending_dms WHERE recipient = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![to, i64::try_from(*cap).unwrap_or(i64::MAX)],
+            )
+        }
+        Write::ClearDms { to } => run(
+            tx,
+            "DELETE FROM pending_dms WHERE recipient = ?1",
+            params![to],
+        ),
+        Write::PasswordHash { name, hash } => run(
+            tx,
+            "UPDATE users SET hash = ?2 WHERE name = ?1",
+            params![name, hash],
+        ),
+        Write::Session { hash, user, used } => run(
+            tx,
+            "INSERT OR REPLACE INTO sessions (token_hash, user, last_used) VALUES (?1, ?2, ?3)",
+            params![&hash[..], user, used],
+        ),
+        Write::TouchSession { hash, used } => run(
+            tx,
+            "UPDATE sessions SET last_used = max(last_used, ?2) WHERE token_hash = ?1",
+            params![&hash[..], used],
+        ),
+        Write::RevokeSession { hash } => run(
+            tx,
+            "DELETE FROM sessions WHERE token_hash = ?1",
+            params![&hash[..]],
+        ),
+        Write::User { .. }
+        | Write::Room { .. }
+        | Write::Join { .. }
+        | Write::Leave { .. }
+        | Write::Message { .. } => apply(tx, write),
+    }
+}
