@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::chat::effects::{Effect, Out};
+use crate::chat::accounts::User;
+use crate::chat::effects::{Effect, Out, Undo};
 use crate::chat::ops::{Failure, fail};
 use crate::chat::room::{Room, RoomEvent};
 use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
@@ -78,8 +79,19 @@ impl Chat {
             created: now_ms(),
         });
         let ok = Reply::ok(id).field("room", room).finish();
-        let (all, creator) = (Arc::clone(&self.rooms), Arc::clone(user));
-        let undo = move || {
+        let effects = vec![
+            Effect::Send(Arc::clone(conn), ok),
+            Effect::Undo(self.uncreate(created, user)),
+        ];
+        out.commit(write, effects);
+        Ok(None)
+    }
+
+    /// Takes a room back out of memory when its creation fails to commit (unless it
+    /// was replaced meanwhile), with the creator's count of rooms made.
+    fn uncreate(&self, created: Arc<Room>, creator: &Arc<User>) -> Undo {
+        let (all, creator) = (Arc::clone(&self.rooms), Arc::clone(creator));
+        Box::new(move || {
             creator.rooms_created.fetch_sub(1, Ordering::Relaxed);
             let mut rooms = all.write();
             if rooms
@@ -91,13 +103,7 @@ impl Chat {
                     member.user.rooms.lock().remove(&created.name);
                 }
             }
-        };
-        let effects = vec![
-            Effect::Send(Arc::clone(conn), ok),
-            Effect::Undo(Box::new(undo)),
-        ];
-        out.commit(write, effects);
-        Ok(None)
+        })
     }
 
     pub(crate) fn room(&self, name: &str) -> Result<Arc<Room>, Failure> {
