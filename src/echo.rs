@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::metrics::Encoder;
 use crate::transport::conn::{CloseReason, Conn, Flusher, Io};
 use crate::transport::service::{Flow, Service};
 
@@ -48,5 +49,7 @@ impl Service for Echo {
         None
     }
 
-    fn render_metrics(&self, _: &mut String) {}
+    fn encode_metrics(&self, _: &mut Encoder<'_>) -> std::fmt::Result {
+        Ok(())
+    }
 }
