@@ -299,6 +299,12 @@ fn the_metrics_endpoint_caps_and_times_out_its_sockets() {
     // Meanwhile chat was served, and the endpoint still answers.
     assert!(ping_once(addr));
     assert!(http_get(metrics, "/metrics").starts_with("HTTP/1.1 200 OK"));
+    let mut post = std::net::TcpStream::connect(metrics).unwrap();
+    post.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut post, b"POST /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = post.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
 }
 
 #[test]

@@ -161,12 +161,20 @@ fn accept_ready(listener: &TcpListener, handlers: &Sender<TcpStream>) {
 fn serve(stream: &TcpStream, render: &dyn Fn() -> String) {
     let deadline = Instant::now() + DEADLINE;
     let answer = match read_request(stream, deadline) {
-        Ok(Some(path)) if path == "/metrics" || path.starts_with("/metrics?") => {
+        Ok(Some((method, path))) if method != "GET" => {
+            log::debug!("metrics endpoint: {method} {path}");
+            response(
+                "405 Method Not Allowed",
+                "text/plain",
+                b"try GET /metrics\n",
+            )
+        }
+        Ok(Some((_, path))) if path == "/metrics" || path.starts_with("/metrics?") => {
             let body = render();
             response("200 OK", crate::metrics::CONTENT_TYPE, body.as_bytes())
         }
         Ok(Some(_)) => response("404 Not Found", "text/plain", b"try GET /metrics\n"),
-        Ok(None) => response("400 Bad Request", "text/plain", b"expected GET /metrics\n"),
+        Ok(None) => response("400 Bad Request", "text/plain", b"try GET /metrics\n"),
         Err(e) => {
             log::debug!("metrics endpoint: {e}");
             return;
@@ -180,8 +188,8 @@ fn serve(stream: &TcpStream, render: &dyn Fn() -> String) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-/// The path of a `GET` request; `None` for anything else or a malformed one.
-fn read_request(stream: &TcpStream, deadline: Instant) -> io::Result<Option<String>> {
+/// The method and path of the request; `None` for a malformed or over-long one.
+fn read_request(stream: &TcpStream, deadline: Instant) -> io::Result<Option<(String, String)>> {
     stream.set_nonblocking(false)?;
     let mut request = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -200,8 +208,8 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> io::Result<Option<Stri
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(&request) {
             Ok(httparse::Status::Complete(_)) => {
-                return Ok((parsed.method == Some("GET"))
-                    .then(|| parsed.path.unwrap_or_default().to_owned()));
+                let method = parsed.method.unwrap_or_default().to_owned();
+                return Ok(Some((method, parsed.path.unwrap_or_default().to_owned())));
             }
             Ok(httparse::Status::Partial) if request.len() < MAX_REQUEST => {}
             Ok(httparse::Status::Partial) | Err(_) => return Ok(None),
