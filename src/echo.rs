@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::metrics::Encoder;
 use crate::transport::service::{CloseReason, Conn, Flow, Flusher, Io, Service};
 
 /// The echo service. It has no framing, so it stops reading a client whose outbound
@@ -47,5 +48,7 @@ impl Service for Echo {
         None
     }
 
-    fn render_metrics(&self, _: &mut String) {}
+    fn encode_metrics(&self, _: &mut Encoder<'_>) -> std::fmt::Result {
+        Ok(())
+    }
 }

@@ -1,11 +1,23 @@
 //! Counters for operators, served in Prometheus text format at `GET /metrics` on
-//! `--metrics-addr`. Everything on the hot path is a relaxed atomic add.
+//! `--metrics-addr` (the endpoint is `transport::metrics_endpoint`).
+//!
+//! The text is written by `prometheus-client`. The counters themselves stay plain
+//! relaxed atomics, read only when a scrape encodes them: on the hot path a count is
+//! one atomic add, and a latency one more (`prometheus-client`'s own histogram
+//! takes a lock per observation, which every worker would contend on).
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error_code::ErrorCode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+/// Where a scrape's metrics are written (one descriptor and its samples at a time).
+pub(crate) type Encoder<'a> = DescriptorEncoder<'a>;
 
 /// A monotonically growing count.
 #[derive(Default)]
@@ -28,7 +40,7 @@ impl Counter {
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 8] = [50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000];
 
-/// A latency histogram with fixed buckets (Prometheus `histogram`).
+/// A latency histogram with fixed buckets (Prometheus `histogram`, in seconds).
 #[derive(Default)]
 pub(crate) struct Histogram {
     /// Counts per bucket of `BUCKETS_US`, then the overflow bucket.
@@ -46,44 +58,61 @@ impl Histogram {
         self.buckets[slot].inc();
         self.sum_us.add(us);
     }
+}
 
-    /// Writes the histogram's series, with `labels` (e.g. `op="send"`) on each.
-    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
-            cumulative += bucket.get();
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.buckets[BUCKETS_US.len()].get();
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-        );
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{labels} {}", self.sum_us.get() as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{labels} {cumulative}");
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Histogram").finish_non_exhaustive()
     }
 }
 
-/// Writes one `# HELP`/`# TYPE` header.
-pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> fmt::Result {
+        // Per-bucket counts (not cumulative): the encoder accumulates them.
+        let mut buckets: Vec<(f64, u64)> = BUCKETS_US
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, count)| (bound as f64 / 1e6, count.get()))
+            .collect();
+        buckets.push((f64::INFINITY, self.buckets[BUCKETS_US.len()].get()));
+        let count = buckets.iter().map(|&(_, n)| n).sum();
+        let sum = self.sum_us.get() as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
-/// Writes a metric with no labels.
-pub(crate) fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    header(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
+/// Writes a counter with no labels. `name` is without the `_total` the encoder adds.
+pub(crate) fn counter(out: &mut Encoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(out.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Writes a gauge with no labels.
+pub(crate) fn gauge(out: &mut Encoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    metric.encode(out.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Writes one metric with a sample per label value: `label="value"` for each pair of
+/// `samples`.
+fn family<'m, M: EncodeMetric + 'm>(
+    out: &mut Encoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    label: &str,
+    samples: impl IntoIterator<Item = (&'m str, &'m M)>,
+) -> fmt::Result {
+    let mut encoder = out.encode_descriptor(name, help, None, kind)?;
+    for (value, metric) in samples {
+        let labels = [(label, value)];
+        metric.encode(encoder.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// The transport's counters, kept in the reactor.
@@ -99,128 +128,56 @@ pub(crate) struct TransportMetrics {
 }
 
 impl TransportMetrics {
-    pub(crate) fn render(&self, out: &mut String, open: usize) {
-        single(
+    /// Writes the transport's metrics; `open` is the number of connections open now.
+    pub(crate) fn encode(&self, out: &mut Encoder<'_>, open: usize) -> fmt::Result {
+        let open = u64::try_from(open).unwrap_or(u64::MAX);
+        gauge(
             out,
             "parlor_connections_open",
-            "gauge",
             "Connections open now.",
-            open as u64,
-        );
-        single(
-            out,
-            "parlor_connections_total",
-            "counter",
-            "Connections accepted.",
-            self.accepted.get(),
-        );
-        single(
-            out,
-            "parlor_connections_refused_total",
-            "counter",
-            "Connections refused by a limit.",
-            self.refused.get(),
-        );
-        single(
-            out,
-            "parlor_bytes_in_total",
-            "counter",
-            "Bytes received from clients.",
-            self.bytes_in.get(),
-        );
-        single(
-            out,
-            "parlor_bytes_out_total",
-            "counter",
-            "Bytes written to clients.",
-            self.bytes_out.get(),
-        );
-        single(
-            out,
-            "parlor_frames_out_total",
-            "counter",
-            "Frames written to clients.",
-            self.frames_out.get(),
-        );
-        single(
-            out,
-            "parlor_slow_consumer_closes_total",
-            "counter",
-            "Connections cut off for not reading.",
-            self.slow_consumer_closes.get(),
-        );
-        single(
-            out,
-            "parlor_idle_closes_total",
-            "counter",
-            "Connections closed for idling.",
-            self.idle_closes.get(),
-        );
-    }
-}
-
-/// Answers one HTTP request for the metrics: `GET /metrics` gets `body`, anything
-/// else a 404. Returns the whole response.
-pub(crate) fn http_response(request: &[u8], body: impl FnOnce() -> String) -> Vec<u8> {
-    let line = request
-        .split(|&b| b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let (status, content_type, body) = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => ("200 OK", "text/plain; version=0.0.4", body()),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "try GET /metrics\n".to_owned(),
-        ),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    response.extend_from_slice(body.as_bytes());
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(10));
-        h.observe(Duration::from_millis(2));
-        h.observe(Duration::from_secs(1));
-        let mut out = String::new();
-        h.render(&mut out, "x", "op=\"send\"");
-        assert!(
-            out.contains("x_bucket{op=\"send\",le=\"0.00005\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{op=\"send\",le=\"0.005\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{op=\"send\",le=\"+Inf\"} 3\n"),
-            "{out}"
-        );
-        assert!(out.contains("x_count{op=\"send\"} 3\n"), "{out}");
-    }
-
-    #[test]
-    fn only_get_metrics_is_served() {
-        let ok = http_response(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
-            "a 1\n".into()
-        });
-        assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        assert!(ok.ends_with(b"\r\n\r\na 1\n"));
-        let missing = http_response(b"GET / HTTP/1.1\r\n\r\n", String::new);
-        assert!(missing.starts_with(b"HTTP/1.1 404"));
+            open,
+        )?;
+        let counters = [
+            (
+                "parlor_connections",
+                "Connections accepted.",
+                &self.accepted,
+            ),
+            (
+                "parlor_connections_refused",
+                "Connections refused by a limit.",
+                &self.refused,
+            ),
+            (
+                "parlor_bytes_in",
+                "Bytes received from clients.",
+                &self.bytes_in,
+            ),
+            (
+                "parlor_bytes_out",
+                "Bytes written to clients.",
+                &self.bytes_out,
+            ),
+            (
+                "parlor_frames_out",
+                "Frames written to clients.",
+                &self.frames_out,
+            ),
+            (
+                "parlor_slow_consumer_closes",
+                "Connections cut off for not reading.",
+                &self.slow_consumer_closes,
+            ),
+            (
+                "parlor_idle_closes",
+                "Connections closed for idling.",
+                &self.idle_closes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(out, name, help, value.get())?;
+        }
+        Ok(())
     }
 }
 
@@ -277,73 +234,64 @@ impl ChatMetrics {
         self.latency[slot].1.observe(took);
     }
 
-    pub(crate) fn render(&self, out: &mut String, hash_queue: usize) {
-        single(
+    /// Writes the chat metrics; `hash_queue` is the number of hashes waiting now.
+    pub(crate) fn encode(&self, out: &mut Encoder<'_>, hash_queue: usize) -> fmt::Result {
+        counter(
             out,
-            "parlor_frames_in_total",
-            "counter",
+            "parlor_frames_in",
             "Request frames received.",
             self.frames_in.get(),
-        );
-        single(
+        )?;
+        counter(
             out,
-            "parlor_messages_total",
-            "counter",
+            "parlor_messages",
             "Room messages sent.",
             self.messages.get(),
-        );
-        single(
+        )?;
+        counter(
             out,
-            "parlor_deliveries_total",
-            "counter",
+            "parlor_deliveries",
             "Message and DM events queued to connections.",
             self.deliveries.get(),
-        );
-        header(
+        )?;
+        let logins = [
+            ("ok", ConstCounter::new(self.logins_ok.get())),
+            ("failed", ConstCounter::new(self.logins_failed.get())),
+        ];
+        family(
             out,
-            "parlor_logins_total",
-            "counter",
+            "parlor_logins",
             "Finished login attempts.",
-        );
-        let _ = writeln!(
+            MetricType::Counter,
+            "result",
+            logins.iter().map(|(result, n)| (*result, n)),
+        )?;
+        let errors: Vec<_> = (ERROR_NAMES.iter().chain(["other"].iter()))
+            .zip(&self.errors)
+            .map(|(&code, n)| (code, ConstCounter::new(n.get())))
+            .collect();
+        family(
             out,
-            "parlor_logins_total{{result=\"ok\"}} {}",
-            self.logins_ok.get()
-        );
-        let _ = writeln!(
-            out,
-            "parlor_logins_total{{result=\"failed\"}} {}",
-            self.logins_failed.get()
-        );
-        header(
-            out,
-            "parlor_errors_total",
-            "counter",
+            "parlor_errors",
             "Error responses, by code.",
-        );
-        for (name, count) in ERROR_NAMES.iter().chain(["other"].iter()).zip(&self.errors) {
-            let _ = writeln!(
-                out,
-                "parlor_errors_total{{code=\"{name}\"}} {}",
-                count.get()
-            );
-        }
-        single(
+            MetricType::Counter,
+            "code",
+            errors.iter().map(|(code, n)| (*code, n)),
+        )?;
+        gauge(
             out,
             "parlor_hash_queue_depth",
-            "gauge",
             "Password hashes waiting for a thread.",
-            hash_queue as u64,
-        );
-        header(
+            u64::try_from(hash_queue).unwrap_or(u64::MAX),
+        )?;
+        family(
             out,
             "parlor_op_seconds",
-            "histogram",
             "Time to handle a request, by op.",
-        );
-        for (op, histogram) in &self.latency {
-            histogram.render(out, "parlor_op_seconds", &format!("op=\"{op}\""));
-        }
+            MetricType::Histogram,
+            "op",
+            self.latency.iter().map(|(op, h)| (*op, h)),
+        )
     }
 }
 
@@ -356,28 +304,119 @@ pub(crate) struct StoreMetrics {
 }
 
 impl StoreMetrics {
-    pub(crate) fn render(&self, out: &mut String) {
-        single(
+    /// Writes the store's metrics.
+    pub(crate) fn encode(&self, out: &mut Encoder<'_>) -> fmt::Result {
+        counter(
             out,
-            "parlor_store_commits_total",
-            "counter",
+            "parlor_store_commits",
             "Group commits.",
             self.commits.get(),
-        );
-        single(
+        )?;
+        counter(
             out,
-            "parlor_store_writes_total",
-            "counter",
+            "parlor_store_writes",
             "Writes committed (writes / commits is the mean batch size).",
             self.writes.get(),
-        );
-        header(
-            out,
+        )?;
+        let kind = self.commit_time.metric_type();
+        self.commit_time.encode(out.encode_descriptor(
             "parlor_store_commit_seconds",
-            "histogram",
             "Time per group commit.",
+            None,
+            kind,
+        )?)
+    }
+}
+
+/// Writes every metric `encode` writes, in Prometheus text format (version 0.0.4).
+pub(crate) fn render(
+    encode: impl Fn(&mut Encoder<'_>) -> fmt::Result + Send + Sync + 'static,
+) -> impl Fn() -> String + Send + Sync + 'static {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Collect(Box::new(encode))));
+    move || {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+            log::error!("cannot encode the metrics: {e}");
+        }
+        text
+    }
+}
+
+/// The Content-Type of what [`render`] writes.
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Runs the server's metric writers on each scrape.
+struct Collect(Box<dyn Fn(&mut Encoder<'_>) -> fmt::Result + Send + Sync>);
+
+impl fmt::Debug for Collect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Collect")
+    }
+}
+
+impl prometheus_client::collector::Collector for Collect {
+    fn encode(&self, mut encoder: Encoder<'_>) -> fmt::Result {
+        (self.0)(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_in_seconds() {
+        let h = std::sync::Arc::new(Histogram::default());
+        h.observe(Duration::from_micros(10));
+        h.observe(Duration::from_millis(2));
+        h.observe(Duration::from_secs(1));
+        let shared = std::sync::Arc::clone(&h);
+        let text = render(move |out| {
+            family(
+                out,
+                "x",
+                "help",
+                MetricType::Histogram,
+                "op",
+                [("send", &*shared)],
+            )
+        })();
+        assert!(text.contains("# TYPE x histogram\n"), "{text}");
+        assert!(
+            text.contains("x_bucket{op=\"send\",le=\"5e-05\"} 1\n"),
+            "{text}"
         );
-        self.commit_time
-            .render(out, "parlor_store_commit_seconds", "");
+        assert!(
+            text.contains("x_bucket{op=\"send\",le=\"0.005\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_bucket{op=\"send\",le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("x_count{op=\"send\"} 3\n"), "{text}");
+        assert!(text.contains("x_sum{op=\"send\"} 1.00201"), "{text}");
+    }
+
+    #[test]
+    fn counters_get_total_and_labels() {
+        let metrics = ChatMetrics::new(["send"].into_iter());
+        metrics.logins_ok.inc();
+        metrics.error("no_such_room");
+        let text = render(move |out| metrics.encode(out, 3))();
+        assert!(
+            text.contains("# TYPE parlor_logins_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("parlor_logins_total{result=\"ok\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("parlor_errors_total{code=\"no_such_room\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nparlor_hash_queue_depth 3\n"), "{text}");
     }
 }

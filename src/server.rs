@@ -16,6 +16,7 @@ use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
 use crate::protocol::request::OpKind;
 use crate::store::{Store, StoreError};
+use crate::transport::metrics_endpoint;
 use crate::transport::poller::{self, Listener, PollerSetup};
 use crate::transport::reactor::Reactor;
 use crate::transport::service::{Pool, Service};
@@ -276,10 +277,20 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
     let reactor = Arc::new(Reactor::new(server.poller, jobs_tx, config.max_outbound));
     let service = Arc::new(service);
     service.attach(Pool::new(&reactor, workers));
+    let metrics = match server.metrics {
+        Some(listener) => {
+            let (reactor, service) = (Arc::clone(&reactor), Arc::clone(&service));
+            let render = crate::metrics::render(move |out| {
+                reactor.metrics.encode(out, reactor.open_count())?;
+                service.encode_metrics(out)
+            });
+            Some(metrics_endpoint::spawn(listener, render).map_err(ServerError::Poller)?)
+        }
+        None => None,
+    };
     let threads = worker::spawn(workers, &jobs_rx, &reactor, &service);
     let setup = PollerSetup {
         listeners: server.listeners,
-        metrics: server.metrics,
         max_conns: config.max_conns,
         max_conns_per_ip: config.max_conns_per_ip,
         limit_loopback: config.limit_loopback,
@@ -288,6 +299,10 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
         stop,
     };
     let result = poller::run(&reactor, &service, setup).map_err(ServerError::Poller);
+    // Its renderer holds the service, which must go before the jobs below.
+    if let Some(endpoint) = metrics {
+        endpoint.stop();
+    }
     if result.is_err() {
         reactor.stop_workers(workers);
     }

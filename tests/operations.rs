@@ -271,6 +271,43 @@ fn metrics_are_served_in_prometheus_text_format() {
 }
 
 #[test]
+fn the_metrics_endpoint_caps_and_times_out_its_sockets() {
+    use std::io::Read;
+    let mut config = test_config();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let server = parlor::Server::bind(config).unwrap();
+    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
+    let _handle = server.spawn();
+    // Ten sockets that never send a request: a few are served (and dropped at their
+    // deadline, 2 s), a few wait their turn, the rest are told 503 at once.
+    let idle: Vec<std::net::TcpStream> = (0..10)
+        .map(|_| std::net::TcpStream::connect(metrics).unwrap())
+        .collect();
+    let mut busy = 0;
+    for (i, mut stream) in idle.into_iter().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut got = String::new();
+        match stream.read_to_string(&mut got) {
+            Ok(_) if got.starts_with("HTTP/1.1 503") => busy += 1,
+            Ok(_) | Err(_) if got.is_empty() => {}
+            other => panic!("idle socket {i}: {other:?}, {got:?}"),
+        }
+    }
+    assert!((4..10).contains(&busy), "{busy} of 10 told 503");
+    // Meanwhile chat was served, and the endpoint still answers.
+    assert!(ping_once(addr));
+    assert!(http_get(metrics, "/metrics").starts_with("HTTP/1.1 200 OK"));
+    let mut post = std::net::TcpStream::connect(metrics).unwrap();
+    post.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut post, b"POST /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = post.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+}
+
+#[test]
 fn logs_never_show_a_password_or_a_session_token() {
     use std::io::Read;
     use std::process::{Command, Stdio};

@@ -36,7 +36,7 @@ use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
 use crate::chat::room::Room;
 use crate::config::Config;
 use crate::error_code::ErrorCode;
-use crate::metrics::ChatMetrics;
+use crate::metrics::{ChatMetrics, Encoder};
 use crate::protocol::framing::{Split, Splitter};
 use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent};
 use crate::protocol::request::{self, OpKind};
@@ -493,10 +493,11 @@ impl Service for Chat {
         }
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        self.metrics.render(out, self.hasher.queued());
-        if let Some(store) = &self.store {
-            store.metrics().render(out);
+    fn encode_metrics(&self, out: &mut Encoder<'_>) -> std::fmt::Result {
+        self.metrics.encode(out, self.hasher.queued())?;
+        match &self.store {
+            Some(store) => store.metrics().encode(out),
+            None => Ok(()),
         }
     }
 }

@@ -26,10 +26,6 @@ use crate::transport::tls::TLS_BUFFER;
 /// Poller keys below this are listeners (by index); connections count up from it and
 /// never reuse a key.
 const FIRST_CONN_KEY: usize = 8;
-/// The metrics listener's key (below the first connection's, above the listeners').
-const METRICS_KEY: usize = FIRST_CONN_KEY - 1;
-/// Longest HTTP request the metrics endpoint reads.
-const MAX_METRICS_REQUEST: usize = 8192;
 /// Refused TLS clients finishing their handshake at once (to be told `server_full`);
 /// past this, a refused TLS client is closed untold. Each holds a file descriptor
 /// for at most the handshake timeout.
@@ -53,10 +49,8 @@ pub(crate) struct Listener {
 
 /// What the poller thread needs besides the reactor.
 pub(crate) struct PollerSetup {
-    /// Fewer than `METRICS_KEY`; each is registered under its index.
+    /// Fewer than `FIRST_CONN_KEY`; each is registered under its index.
     pub(crate) listeners: Vec<Listener>,
-    /// Serves `GET /metrics`, if the operator asked for it.
-    pub(crate) metrics: Option<TcpListener>,
     pub(crate) max_conns: usize,
     /// Most connections from one address (0: no limit; loopback is exempt).
     pub(crate) max_conns_per_ip: usize,
@@ -88,18 +82,10 @@ pub(crate) fn run<S: Service>(
         // returns (shutdown) or is dropped with the poller after it (error paths).
         unsafe { poller.add(&listener.socket, Event::readable(key))? };
     }
-    if let Some(listener) = &setup.metrics {
-        // SAFETY: deleted at shutdown like the other listeners.
-        unsafe { poller.add(listener, Event::readable(METRICS_KEY))? };
-    }
     let tick = (setup.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut state = Loop {
         reactor,
         service,
-        scrapes: Scrapes {
-            poller: Arc::clone(&reactor.poller),
-            open: std::collections::HashMap::new(),
-        },
         setup,
         next_key: FIRST_CONN_KEY,
         tick,
@@ -131,7 +117,6 @@ struct Loop<'a, S: Service> {
     reactor: &'a Arc<Reactor<S>>,
     service: &'a S,
     setup: PollerSetup,
-    scrapes: Scrapes,
     next_key: usize,
     /// How often idle and handshake timeouts are checked.
     tick: Duration,
@@ -159,7 +144,7 @@ impl<S: Service> Loop<'_, S> {
         wake_at.saturating_duration_since(Instant::now())
     }
 
-    /// Handles one readiness event: a listener, the metrics endpoint, a connection.
+    /// Handles one readiness event: a listener's, or a connection's.
     fn event(&mut self, event: Event) -> io::Result<()> {
         let (reactor, poller) = (self.reactor, &self.reactor.poller);
         if let Some(listener) = self.setup.listeners.get(event.key) {
@@ -180,17 +165,6 @@ impl<S: Service> Loop<'_, S> {
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                 }
             }
-            return Ok(());
-        }
-        if event.key == METRICS_KEY {
-            if let Some(listener) = &self.setup.metrics {
-                self.scrapes.accept(reactor, listener, &mut self.next_key);
-                poller.modify(listener, Event::readable(METRICS_KEY))?;
-            }
-            return Ok(());
-        }
-        if self.scrapes.owns(event.key) {
-            self.scrapes.serve(reactor, self.service, event.key);
             return Ok(());
         }
         let conn = reactor.conns.lock().get(&event.key).cloned();
@@ -235,9 +209,6 @@ impl<S: Service> Loop<'_, S> {
         if self.shutdown.is_none() && self.setup.stop.load(Ordering::Acquire) {
             for listener in &self.setup.listeners {
                 poller.delete(&listener.socket)?;
-            }
-            if let Some(listener) = &self.setup.metrics {
-                poller.delete(listener)?;
             }
             self.service.quiesce(Instant::now() + QUIESCE_TIME);
             self.shutdown = Some(Shutdown::begin(reactor));
@@ -379,12 +350,13 @@ fn register<S: Service>(
     Ok(())
 }
 
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    const EMFILE: i32 = 24;
-    const ENFILE: i32 = 23;
-    const ENOBUFS: i32 = 105;
-    const ENOMEM: i32 = 12;
-    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+/// Out of file descriptors (the process's or the system's) or of memory: accepting
+/// again at once would fail the same way.
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn close_idle<S: Service>(reactor: &Reactor<S>, idle_timeout: Duration) {
@@ -449,111 +421,6 @@ impl Shutdown {
                 true
             }
             _ => false,
-        }
-    }
-}
-
-/// Connections to the metrics endpoint: each reads one request, gets one response,
-/// and is closed. They live on this thread only.
-struct Scrapes {
-    poller: Arc<polling::Poller>,
-    open: std::collections::HashMap<usize, Scrape>,
-}
-
-struct Scrape {
-    stream: std::net::TcpStream,
-    request: Vec<u8>,
-    /// The response and how much of it is written, once the request is complete.
-    response: Option<(Vec<u8>, usize)>,
-}
-
-impl Scrapes {
-    fn owns(&self, key: usize) -> bool {
-        self.open.contains_key(&key)
-    }
-
-    fn accept<S: Service>(
-        &mut self,
-        reactor: &Reactor<S>,
-        listener: &TcpListener,
-        next_key: &mut usize,
-    ) {
-        while let Ok((stream, _)) = listener.accept() {
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let key = *next_key;
-            *next_key += 1;
-            // SAFETY: `close` deletes the socket from the poller before dropping it.
-            if unsafe { reactor.poller.add(&stream, Event::readable(key)) }.is_ok() {
-                let scrape = Scrape {
-                    stream,
-                    request: Vec::new(),
-                    response: None,
-                };
-                self.open.insert(key, scrape);
-            }
-        }
-    }
-
-    /// Reads the request, or writes the response, as far as the socket allows.
-    fn serve<S: Service>(&mut self, reactor: &Reactor<S>, service: &S, key: usize) {
-        use std::io::{Read, Write};
-        let Some(scrape) = self.open.get_mut(&key) else {
-            return;
-        };
-        let mut buf = [0u8; 2048];
-        while scrape.response.is_none() {
-            match (&scrape.stream).read(&mut buf) {
-                Ok(0) => return self.close(key),
-                Ok(n) => {
-                    scrape.request.extend_from_slice(&buf[..n]);
-                    let complete = memchr::memmem::find(&scrape.request, b"\r\n\r\n").is_some()
-                        || memchr::memmem::find(&scrape.request, b"\n\n").is_some();
-                    if complete || scrape.request.len() >= MAX_METRICS_REQUEST {
-                        let response = crate::metrics::http_response(&scrape.request, || {
-                            let mut body = String::new();
-                            reactor.metrics.render(&mut body, reactor.open_count());
-                            service.render_metrics(&mut body);
-                            body
-                        });
-                        scrape.response = Some((response, 0));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let _ = reactor.poller.modify(&scrape.stream, Event::readable(key));
-                    return;
-                }
-                Err(_) => return self.close(key),
-            }
-        }
-        if let Some((response, written)) = &mut scrape.response {
-            while *written < response.len() {
-                match (&scrape.stream).write(&response[*written..]) {
-                    Ok(n) => *written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let _ = reactor.poller.modify(&scrape.stream, Event::writable(key));
-                        return;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        self.close(key);
-    }
-
-    fn close(&mut self, key: usize) {
-        if let Some(scrape) = self.open.remove(&key) {
-            let _ = self.poller.delete(&scrape.stream);
-        }
-    }
-}
-
-impl Drop for Scrapes {
-    fn drop(&mut self) {
-        // Every path out of the poller loop, errors included, unregisters them.
-        for scrape in self.open.values() {
-            let _ = self.poller.delete(&scrape.stream);
         }
     }
 }

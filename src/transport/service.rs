@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::metrics::Encoder;
 use std::sync::Weak;
 
 pub(crate) use crate::transport::conn::{CloseReason, Conn, Flusher, Io, pending};
@@ -107,6 +108,6 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     /// The frame that tells a client why it is being closed, if the protocol has one.
     fn closing_frame(reason: CloseReason) -> Option<Bytes>;
 
-    /// Appends the service's own metrics, Prometheus text format.
-    fn render_metrics(&self, out: &mut String);
+    /// Writes the service's own metrics (for a scrape of `/metrics`).
+    fn encode_metrics(&self, out: &mut Encoder<'_>) -> std::fmt::Result;
 }

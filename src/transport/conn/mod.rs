@@ -15,6 +15,12 @@
 //! - Poller keys are never reused: they come from a counter.
 //! - No connection lock is held while the connections-map lock is taken, and the `out`
 //!   and `ctl` locks are never held together.
+//! - A throttled connection (`Ctl::throttled_until`) is not read until the poller's
+//!   timer reaches its deadline (`Reactor::due`, then `resume_if_due`); meanwhile its
+//!   idle timeout is paused. The reactor keeps one deadline per throttled connection.
+//! - A connection gives back its place in the map (and its `--max-conns` and per-IP
+//!   counts) exactly once, however its closing ends: a drop guard in `worker::close`
+//!   calls `Reactor::remove`, which does nothing the second time.
 
 mod inbound;
 mod outbound;
@@ -288,11 +294,14 @@ impl<S: Service> Conn<S> {
     /// service's `server_full`) and closes when it is written. Does nothing before, or
     /// a second time.
     pub(crate) fn finish_refusal(self: &Arc<Self>, frame: Option<Bytes>) {
+        if !self.refused {
+            return;
+        }
         let handshaken = self
             .tls
             .as_ref()
             .is_some_and(|tls| !tls.lock().is_handshaking());
-        if !self.refused || !handshaken || self.ctl.lock().finishing {
+        if !handshaken || self.ctl.lock().finishing {
             return;
         }
         self.close_when_drained(CloseReason::ServerFull, frame);
