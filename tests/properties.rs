@@ -259,6 +259,10 @@ proptest! {
         if let Some(id) = id {
             request["id"] = id;
         }
+        // `rooms` pages after a room's name (`history`, after a seq).
+        if op == "rooms" {
+            request["after"] = json!(name);
+        }
         let frame = serde_json::to_vec(&request).expect("a JSON object serializes");
         prop_assert_eq!(parse(&frame), Ok(op.to_owned()));
     }

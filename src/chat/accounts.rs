@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn the_login_limiter_stays_bounded_and_keeps_only_possible_names() {
         let accounts = Accounts::new(Duration::from_secs(60));
-        for i in 0..ATTEMPTS_CAP + 5000 {
+        for i in 0..ATTEMPTS_CAP + 100 {
             accounts.begin_login(&format!("name{i}")).unwrap();
         }
         accounts.begin_login(&"x".repeat(1000)).unwrap();

@@ -40,13 +40,13 @@ struct Shared {
     max_wait: Duration,
 }
 
-#[derive(Default)]
 struct Queues {
     by_addr: HashMap<IpAddr, VecDeque<HashJob>>,
     /// Addresses with queued jobs, in the order they are served.
     turns: VecDeque<IpAddr>,
     queued: usize,
-    running: usize,
+    /// When each hashing thread started its current job (`None`: idle).
+    running: Vec<Option<Instant>>,
     closed: bool,
 }
 
@@ -65,10 +65,12 @@ impl Queues {
         Some(job)
     }
 
-    /// Jobs that run before a new one from `addr`: its own queued ones, and from each
-    /// other address as many as take their turn first (one more than `addr` has), plus
-    /// those running now.
-    fn ahead_of(&self, addr: IpAddr) -> u64 {
+    /// The work before a new job from `addr` can start, in nanoseconds of one thread:
+    /// what is left of the running jobs (a job that has run its expected time, and
+    /// may be waking its client right now, counts as done), then its own queued jobs
+    /// and from each other address as many as take their turn first (one more than
+    /// `addr` has).
+    fn work_ahead_of(&self, addr: IpAddr, per_job: u64, now: Instant) -> u64 {
         let own = self.by_addr.get(&addr).map_or(0, VecDeque::len);
         let others: usize = self
             .by_addr
@@ -76,7 +78,15 @@ impl Queues {
             .filter(|(other, _)| **other != addr)
             .map(|(_, queue)| queue.len().min(own + 1))
             .sum();
-        (own + others + self.running) as u64
+        let running: u64 = self
+            .running
+            .iter()
+            .flatten()
+            .map(|started| per_job.saturating_sub(nanos(now.duration_since(*started))))
+            .sum();
+        ((own + others) as u64)
+            .saturating_mul(per_job)
+            .saturating_add(running)
     }
 }
 
@@ -85,7 +95,13 @@ impl Hasher {
     /// `first_estimate` is the time of one hash until jobs are measured.
     pub(crate) fn new(threads: usize, max_wait: Duration, first_estimate: Duration) -> Hasher {
         let shared = Arc::new(Shared {
-            queues: Mutex::new(Queues::default()),
+            queues: Mutex::new(Queues {
+                by_addr: HashMap::new(),
+                turns: VecDeque::new(),
+                queued: 0,
+                running: vec![None; threads],
+                closed: false,
+            }),
             ready: Condvar::new(),
             job_nanos: AtomicU64::new(nanos(first_estimate)),
             threads: threads.max(1) as u64,
@@ -96,7 +112,7 @@ impl Hasher {
                 let shared = Arc::clone(&shared);
                 thread::Builder::new()
                     .name(format!("parlor-hash-{i}"))
-                    .spawn(move || shared.work())
+                    .spawn(move || shared.work(i))
                     .expect("cannot start a password-hashing thread")
             })
             .collect();
@@ -118,8 +134,8 @@ impl Hasher {
         let shared = &self.shared;
         let mut queues = shared.queues.lock();
         let per_job = shared.job_nanos.load(Ordering::Relaxed);
-        let wait =
-            Duration::from_nanos(queues.ahead_of(addr).saturating_mul(per_job) / shared.threads);
+        let work = queues.work_ahead_of(addr, per_job, Instant::now());
+        let wait = Duration::from_nanos(work / shared.threads);
         if queues.closed || wait > shared.max_wait {
             return Err(Busy { retry_after: wait });
         }
@@ -135,14 +151,16 @@ impl Hasher {
 }
 
 impl Shared {
-    fn work(&self) {
+    /// Thread `slot`'s loop.
+    fn work(&self, slot: usize) {
         loop {
-            let job = {
+            let (job, started) = {
                 let mut queues = self.queues.lock();
                 loop {
                     if let Some(job) = queues.pop() {
-                        queues.running += 1;
-                        break job;
+                        let started = Instant::now();
+                        queues.running[slot] = Some(started);
+                        break (job, started);
                     }
                     if queues.closed {
                         return;
@@ -150,10 +168,9 @@ impl Shared {
                     self.ready.wait(&mut queues);
                 }
             };
-            let started = Instant::now();
             job();
             self.measured(started.elapsed());
-            self.queues.lock().running -= 1;
+            self.queues.lock().running[slot] = None;
         }
     }
 
