@@ -49,7 +49,8 @@ pub enum Event {
     },
     /// The server is about to close this connection.
     Closing {
-        /// Why: `slow_consumer`, `idle_timeout`, `shutdown`, `server_full` or `flood`.
+        /// Why: `slow_consumer`, `idle_timeout`, `shutdown` or `server_full` (PROTOCOL-2
+        /// adds more; a client shows an unknown reason as it is).
         reason: String,
     },
     /// An event kind this client does not know (from a newer server), kept whole.
