@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Line, assert_ok, second, start, user};
+use common::{Line, assert_err, assert_ok, second, start, user};
 use parlor::{Config, ServerHandle, Storage};
 use serde_json::{Value, json};
 
@@ -391,5 +391,26 @@ fn a_failed_signup_or_join_is_taken_back_from_memory() {
     assert_eq!(members["members"], json!(["bob"]));
     let gone = ada.request(json!({"op": "members", "room": "never"}));
     common::assert_err(&gone, "no_such_room");
+    stop(handle);
+}
+
+#[test]
+fn the_rooms_a_user_created_count_against_the_cap_after_a_restart() {
+    let dir = DataDir::new("rooms-cap");
+    let cap = |c: &mut Config| {
+        on_disk(&dir)(c);
+        c.max_rooms_per_user = 2;
+    };
+    let (handle, addr) = start(cap);
+    let mut ada = user(addr, "ada");
+    ada.create("a0");
+    ada.create("a1");
+    drop(ada);
+    stop(handle);
+    let (handle, addr) = start(cap);
+    let mut ada = Line::named(addr, "ada");
+    ada.login("ada");
+    let r = ada.request(json!({"op": "create", "room": "a2"}));
+    assert_err(&r, "too_many_rooms");
     stop(handle);
 }

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -175,6 +176,9 @@ impl Chat {
         }
         let mut rooms = self.rooms.write();
         for row in snapshot.rooms {
+            if let Some(creator) = self.accounts.user(&row.creator) {
+                creator.rooms_created.fetch_add(1, Ordering::Relaxed);
+            }
             let recent = row
                 .recent
                 .iter()
@@ -465,14 +469,16 @@ impl Service for Chat {
     }
 
     fn closed(&self, conn: &Peer, session: &mut Session, _reason: CloseReason) {
+        // Logged out first: even a hook whose panic escapes its guard cannot leave the
+        // connection in its user's online list, holding its socket.
+        let user = session.login.as_ref().map(|l| Arc::clone(&l.user));
+        self.log_out(conn, session);
         if let Some(hook) = &self.hooks.closed {
-            let user = session.login.as_ref().map(|l| l.user.name.as_str());
             let _ = self.hook("close", || {
-                hook(conn.peer, user);
+                hook(conn.peer, user.as_ref().map(|u| u.name.as_str()));
                 Ok(())
             });
         }
-        self.log_out(conn, session);
     }
 
     fn closing_frame(reason: CloseReason) -> Option<Bytes> {

@@ -163,6 +163,8 @@ pub(crate) struct MessageRow {
 pub(crate) struct RoomRow {
     pub(crate) name: String,
     pub(crate) topic: String,
+    /// Who created it (counted against `--max-rooms-per-user`).
+    pub(crate) creator: String,
     pub(crate) last_seq: u64,
     pub(crate) members: Vec<String>,
     pub(crate) recent: Vec<MessageRow>,

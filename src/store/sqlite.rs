@@ -259,12 +259,13 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
     snapshot.users = users
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut rooms = conn.prepare("SELECT name, topic, next_seq FROM rooms ORDER BY name")?;
+    let mut rooms =
+        conn.prepare("SELECT name, topic, creator, next_seq FROM rooms ORDER BY name")?;
     let mut members = conn.prepare("SELECT user FROM memberships WHERE room = ?1 ORDER BY user")?;
-    let room_rows: Vec<(String, String, u64)> = rooms
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let room_rows: Vec<(String, String, String, u64)> = rooms
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    for (name, topic, next_seq) in room_rows {
+    for (name, topic, creator, next_seq) in room_rows {
         let member_names = members
             .query_map([&name], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -273,6 +274,7 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
         snapshot.rooms.push(RoomRow {
             name,
             topic,
+            creator,
             last_seq,
             members: member_names,
             recent,
