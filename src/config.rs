@@ -106,7 +106,7 @@ pub struct Config {
     /// Most rooms (`create` answers `too_many_rooms` beyond).
     pub max_rooms: usize,
     /// Most rooms one user may create (`create` answers `too_many_rooms` beyond;
-    /// 0: no limit). Counted since the server started.
+    /// 0: no limit). Counted across restarts: the store keeps each room's creator.
     pub max_rooms_per_user: usize,
     /// Most members of one room (`join` answers `room_full` beyond).
     pub max_room_members: usize,
