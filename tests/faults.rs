@@ -1,7 +1,8 @@
 //! Limits that must not refuse honest clients, and defences that must hold against
 //! hostile ones (issue 14): password-hash shedding and its fairness, `retry_after`,
-//! the failed-login limiter, login timing, size-limit defaults, `id` lengths and
-//! `rooms` paging. Real servers on port 0, real sockets.
+//! the failed-login limiter, login timing, size-limit defaults, `id` lengths, `rooms`
+//! paging, and list answers that fit the outbound limit. Real servers on port 0, real
+//! sockets.
 
 mod common;
 
@@ -495,6 +496,135 @@ fn rooms_come_in_pages() {
             "bad_request",
         );
     }
+}
+
+/// The answer to `request`, which must be one: an ok, not a `closing` that cuts the
+/// asker off.
+fn answered(c: &mut Line, request: Value) -> Frame {
+    c.send_json(request);
+    let frame = c.recv_frame();
+    assert_eq!(frame.value["ok"], true, "{}", frame.value);
+    frame
+}
+
+#[test]
+fn a_rooms_page_fits_the_outbound_limit_of_whoever_asks() {
+    const MAX_OUTBOUND: usize = 100_000;
+    let (_server, addr) = start(|c| {
+        c.max_outbound = MAX_OUTBOUND;
+        c.max_rooms_per_user = 0;
+    });
+    let mut ada = user(addr, "ada");
+    // 400 rooms with 256-byte topics: about 120 KB of entries, above the limit.
+    let names: Vec<String> = (0..400).map(|i| format!("room{i:03}")).collect();
+    for name in &names {
+        ada.send_json(json!({"op": "create", "room": name, "topic": "t".repeat(256)}));
+        assert_ok(&ada.recv());
+    }
+    // Asked before any login, page after page, each taking up where the last ended.
+    let mut anyone = Line::connect(addr);
+    let (mut listed, mut request) = (Vec::new(), json!({"op": "rooms"}));
+    for _ in 0..names.len() {
+        let page = answered(&mut anyone, request.clone());
+        assert!(
+            page.raw.len() < MAX_OUTBOUND / 2,
+            "a page of {} bytes leaves no room in the outbound queue",
+            page.raw.len()
+        );
+        let rooms = page.value["rooms"].as_array().unwrap();
+        assert!(!rooms.is_empty(), "a page with nothing makes no progress");
+        listed.extend(rooms.iter().map(|r| r["room"].as_str().unwrap().to_owned()));
+        match page.value.get("next") {
+            Some(next) => request = json!({"op": "rooms", "after": next}),
+            None => break,
+        }
+    }
+    assert_eq!(listed, names, "every room, once, in name order");
+    let client = parlor::Client::connect(addr).unwrap().rooms().unwrap();
+    assert_eq!(client.len(), names.len());
+}
+
+#[test]
+fn history_of_large_messages_fits_the_outbound_limit() {
+    let (_server, addr) = start(|c| c.max_outbound = HISTORY_OUTBOUND);
+    history_comes_in_pages_that_fit(addr);
+    // With a data directory, and memory keeping only the newest few: the older
+    // pages come from the store.
+    let dir = TempDir::new("large-history");
+    let (_server, addr) = start(|c| {
+        c.max_outbound = HISTORY_OUTBOUND;
+        c.storage = Storage::Dir(dir.0.clone());
+        c.history_len = 4;
+    });
+    history_comes_in_pages_that_fit(addr);
+}
+
+const HISTORY_OUTBOUND: usize = 100_000;
+
+/// 20 messages of 16,000 bytes (about 320 KB, above `HISTORY_OUTBOUND`) read back
+/// newest first from the end, then oldest first from the start: each way, pages that
+/// fit the limit and together hold every message once.
+fn history_comes_in_pages_that_fit(addr: SocketAddr) {
+    const MAX_OUTBOUND: usize = HISTORY_OUTBOUND;
+    let mut ada = user(addr, "ada");
+    ada.create("big");
+    let texts: Vec<String> = (0..20).map(|i| format!("{i:02}").repeat(8000)).collect();
+    for text in &texts {
+        ada.say("big", text);
+    }
+    let texts_of = |page: &Value| -> Vec<String> {
+        let messages = page["messages"].as_array().unwrap();
+        assert!(
+            !messages.is_empty(),
+            "a page with nothing makes no progress"
+        );
+        messages
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut reader = user(addr, "bob");
+    reader.join("big");
+    let (mut backwards, mut before): (Vec<String>, Option<u64>) = (Vec::new(), None);
+    for _ in 0..texts.len() {
+        let mut request = json!({"op": "history", "room": "big", "limit": 500});
+        if let Some(before) = before {
+            request["before"] = json!(before);
+        }
+        let page = answered(&mut reader, request);
+        assert!(
+            page.raw.len() < MAX_OUTBOUND / 2,
+            "{} bytes",
+            page.raw.len()
+        );
+        let first = page.value["messages"][0]["seq"].as_u64().unwrap();
+        let mut older = texts_of(&page.value);
+        older.append(&mut backwards);
+        backwards = older;
+        if first == 1 {
+            break;
+        }
+        before = Some(first);
+    }
+    assert_eq!(backwards, texts);
+    let (mut forwards, mut after) = (Vec::new(), 0);
+    for _ in 0..texts.len() {
+        let request = json!({"op": "history", "room": "big", "after": after, "limit": 500});
+        let page = answered(&mut reader, request);
+        assert!(
+            page.raw.len() < MAX_OUTBOUND / 2,
+            "{} bytes",
+            page.raw.len()
+        );
+        forwards.extend(texts_of(&page.value));
+        after = page.value["messages"].as_array().unwrap().last().unwrap()["seq"]
+            .as_u64()
+            .unwrap();
+        if after == texts.len() as u64 {
+            break;
+        }
+    }
+    assert_eq!(forwards, texts);
 }
 
 #[test]

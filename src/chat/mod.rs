@@ -4,10 +4,12 @@
 //! This file holds the service and its per-connection state; `ops/` the operations,
 //! one file per family; `effects` what they cause and when it runs (after the store's
 //! commit), and `delivery` the part of that which runs on the worker pool; `accounts`,
-//! `room` and `hasher` the state they work on; `command` the embedding API. Files below this one use its shared items (`Chat`, `Session`,
-//! `Peer`, the name rules); it uses theirs only through their public items.
+//! `room` and `hasher` the state they work on; `budget` how large a list answer may
+//! be; `command` the embedding API. Files below this one use its shared items (`Chat`,
+//! `Session`, `Peer`, the name rules); it uses theirs only through their public items.
 
 pub(crate) mod accounts;
+mod budget;
 pub(crate) mod command;
 mod delivery;
 pub(crate) mod effects;
@@ -28,6 +30,7 @@ use parking_lot::RwLock;
 use serde_json::value::RawValue;
 
 use crate::chat::accounts::{Accounts, TokenHash, User};
+use crate::chat::budget::AnswerBudget;
 use crate::chat::command::{CommandError, Extensions, Hooks};
 use crate::chat::delivery::Delivery;
 use crate::chat::effects::{Deferred, Out, Pending, run_committed, submit};
@@ -81,6 +84,8 @@ pub(crate) struct Chat {
     max_rooms_per_user: usize,
     max_room_members: usize,
     history_cap: usize,
+    /// How many bytes a `rooms` page and a `history` answer may hold.
+    answer_budget: AnswerBudget,
 }
 
 /// One connection's chat state.
@@ -150,6 +155,7 @@ impl Chat {
             max_rooms_per_user: config.max_rooms_per_user,
             max_room_members: config.max_room_members,
             history_cap: 0,
+            answer_budget: AnswerBudget::new(config.max_outbound),
         };
         // With a store, memory keeps the newest messages and the store the rest;
         // without one, memory is the only copy and keeps them all.

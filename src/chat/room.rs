@@ -9,14 +9,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::chat::accounts::User;
+use crate::chat::budget;
 use crate::chat::{Chat, Peer};
 use crate::protocol::json::{self as protocol, MessageEvent};
 use crate::protocol::request::HistoryQuery;
 use crate::store::MessageRow;
 use crate::transport::service::Flusher;
-
-/// Most bytes of messages one `history` response holds.
-const HISTORY_MAX_BYTES: usize = 1 << 20;
 
 /// A room. Its state sits behind its own lock, so rooms never contend with each other.
 pub(crate) struct Room {
@@ -258,9 +256,10 @@ impl RoomState {
         }
     }
 
-    /// The events a `history` query selects, oldest first, if memory holds them all;
-    /// otherwise the range to read from the store.
-    pub(crate) fn history(&self, query: HistoryQuery) -> HistorySource {
+    /// The events a `history` query selects, oldest first, if memory holds them all
+    /// (no more than `budget` bytes of them, see `cap`); otherwise the range to read
+    /// from the store.
+    pub(crate) fn history(&self, query: HistoryQuery, budget: usize) -> HistorySource {
         let newest = self.committed_seq;
         let below = query.before.map_or(newest + 1, |b| b.min(newest + 1));
         let lo = query.after.map_or(1, |a| a.saturating_add(1));
@@ -283,9 +282,9 @@ impl RoomState {
         let end = self.history.partition_point(|(seq, _)| *seq <= hi);
         let selected = self.history.range(start..end).map(|(_, event)| event);
         HistorySource::Memory(match query.after {
-            Some(_) => cap(selected, query.limit),
+            Some(_) => cap(selected, query.limit, budget),
             None => {
-                let mut newest_first = cap(selected.rev(), query.limit);
+                let mut newest_first = cap(selected.rev(), query.limit, budget);
                 newest_first.reverse();
                 newest_first
             }
@@ -307,19 +306,14 @@ pub(crate) fn encode_message(room: &str, row: &MessageRow) -> Bytes {
     )
 }
 
-/// Takes events from the cursor outwards: at most `limit`, and no more than 1 MiB
-/// (always at least one).
-pub(crate) fn cap<'a>(events: impl Iterator<Item = &'a Bytes>, limit: usize) -> Vec<Bytes> {
-    let mut picked = Vec::new();
-    let mut bytes = 0;
-    for event in events.take(limit) {
-        bytes += event.len();
-        if bytes > HISTORY_MAX_BYTES && !picked.is_empty() {
-            break;
-        }
-        picked.push(event.clone());
-    }
-    picked
+/// Takes events from the cursor outwards: at most `limit`, and no more than `budget`
+/// bytes (always at least one; the budget is `AnswerBudget::history`).
+pub(crate) fn cap<'a>(
+    events: impl Iterator<Item = &'a Bytes>,
+    limit: usize,
+    budget: usize,
+) -> Vec<Bytes> {
+    budget::take_within(events.take(limit).cloned(), budget)
 }
 
 /// Queues `frame` to every logged-in connection of `user` except `skip_conn`;

@@ -79,7 +79,7 @@ impl Chat {
                     format!("join `{name}` to read its history"),
                 );
             }
-            state.history(query)
+            state.history(query, self.answer_budget.history)
         };
         let events = match source {
             HistorySource::Memory(events) => events,
@@ -97,10 +97,11 @@ impl Chat {
                     .iter()
                     .map(|row| room::encode_message(&room.name, row))
                     .collect();
+                let budget = self.answer_budget.history;
                 if after.is_some() {
-                    room::cap(encoded.iter(), query.limit)
+                    room::cap(encoded.iter(), query.limit, budget)
                 } else {
-                    let mut newest_first = room::cap(encoded.iter().rev(), query.limit);
+                    let mut newest_first = room::cap(encoded.iter().rev(), query.limit, budget);
                     newest_first.reverse();
                     newest_first
                 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::chat::accounts::User;
+use crate::chat::budget;
 use crate::chat::effects::{Effect, Out, Undo};
 use crate::chat::ops::{Failure, fail};
 use crate::chat::room::{Room, RoomEvent};
@@ -212,13 +213,14 @@ impl Chat {
         Ok(None)
     }
 
-    /// One page of the rooms, by name: at most `page.limit` after `page.after`, with
+    /// One page of the rooms, by name: at most `page.limit` after `page.after`, and
+    /// no more entries than fit the rooms budget (`AnswerBudget`; always one), with
     /// `next` (the last name given) when more remain (PROTOCOL-2 §4).
     pub(crate) fn list_rooms(&self, id: Option<&RawValue>, page: &Page<'_>) -> Reply {
         #[derive(Serialize)]
-        struct Entry {
-            room: String,
-            topic: String,
+        struct Entry<'a> {
+            room: &'a str,
+            topic: &'a str,
             members: usize,
         }
         let (rooms, more) = {
@@ -235,19 +237,19 @@ impl Chat {
                 .collect();
             (rooms, range.next().is_some())
         };
-        let list: Vec<Entry> = rooms
-            .iter()
-            .map(|room| {
-                let state = room.state.lock();
-                Entry {
-                    room: room.name.clone(),
-                    topic: state.topic.clone(),
-                    members: state.members.len(),
-                }
-            })
-            .collect();
-        let reply = Reply::ok(id).field("rooms", &list);
-        match rooms.last() {
+        let encoded = rooms.iter().map(|room| {
+            let state = room.state.lock();
+            let entry = Entry {
+                room: &room.name,
+                topic: &state.topic,
+                members: state.members.len(),
+            };
+            serde_json::to_vec(&entry).expect("serialising to a Vec cannot fail")
+        });
+        let list = budget::take_within(encoded, self.answer_budget.rooms);
+        let reply = Reply::ok(id).raw_array("rooms", list.iter().map(Vec::as_slice));
+        let more = more || list.len() < rooms.len();
+        match list.len().checked_sub(1).map(|last| &rooms[last]) {
             Some(last) if more => reply.field("next", &last.name),
             _ => reply,
         }
