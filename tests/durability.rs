@@ -414,3 +414,44 @@ fn the_rooms_a_user_created_count_against_the_cap_after_a_restart() {
     assert_err(&r, "too_many_rooms");
     stop(handle);
 }
+
+/// Kept direct messages are handed over at login in pieces that fit the client's
+/// outbound limit: the rest stay kept for the next login. Handing over all of them at
+/// once cut the client off as a slow consumer, and lost them, since they were no
+/// longer kept.
+#[test]
+fn a_large_backlog_of_kept_dms_is_handed_over_without_loss() {
+    for on_disk_too in [false, true] {
+        let dir = DataDir::new("kept-dms");
+        let (handle, addr) = start(|c| {
+            if on_disk_too {
+                on_disk(&dir)(c);
+            }
+        });
+        drop(user(addr, "bob"));
+        let mut ada = user(addr, "ada");
+        let body = "x".repeat(16_000);
+        for i in 0..300 {
+            let text = format!("{i:03} {body}");
+            assert_ok(&ada.request(json!({"op": "dm", "to": "bob", "text": text})));
+        }
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let mut bob = Line::named(addr, "bob");
+            bob.login("bob");
+            bob.ping();
+            let dms = bob.take_events("dm");
+            assert!(bob.take_events("closing").is_empty(), "bob was cut off");
+            if dms.is_empty() {
+                break;
+            }
+            seen.extend(
+                dms.iter()
+                    .map(|dm| dm["text"].as_str().unwrap()[..3].to_owned()),
+            );
+        }
+        let expected: Vec<String> = (0..300).map(|i| format!("{i:03}")).collect();
+        assert_eq!(seen, expected, "every kept DM once, oldest first");
+        stop(handle);
+    }
+}

@@ -21,6 +21,9 @@ pub(crate) struct AnswerBudget {
     /// Most bytes of messages in a `history` answer: the smaller of the list budget
     /// and the protocol's 1 MiB.
     pub(crate) history: usize,
+    /// Most bytes of kept direct messages handed over at one `login` or `resume`
+    /// (the rest stay kept, stored, for the next one).
+    pub(crate) kept_dms: usize,
 }
 
 impl AnswerBudget {
@@ -29,6 +32,7 @@ impl AnswerBudget {
         AnswerBudget {
             rooms: list,
             history: list.min(HISTORY_MAX_BYTES),
+            kept_dms: list,
         }
     }
 }

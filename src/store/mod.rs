@@ -123,9 +123,10 @@ pub(crate) enum Write {
         /// Most kept for one recipient: the oldest beyond it are dropped.
         cap: usize,
     },
-    /// The recipient's kept direct messages were delivered.
+    /// The recipient's `count` oldest kept direct messages were delivered.
     ClearDms {
         to: String,
+        count: usize,
     },
     /// A user's password hash, rehashed at the current cost after a login.
     PasswordHash {

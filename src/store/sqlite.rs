@@ -427,10 +427,11 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
                 params![to, i64::try_from(*cap).unwrap_or(i64::MAX)],
             )
         }
-        Write::ClearDms { to } => run(
+        Write::ClearDms { to, count } => run(
             tx,
-            "DELETE FROM pending_dms WHERE recipient = ?1",
-            params![to],
+            "DELETE FROM pending_dms WHERE id IN
+             (SELECT id FROM pending_dms WHERE recipient = ?1 ORDER BY id LIMIT ?2)",
+            params![to, i64::try_from(*count).unwrap_or(i64::MAX)],
         ),
         Write::PasswordHash { name, hash } => run(
             tx,

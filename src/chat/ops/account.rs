@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::chat::accounts::{TokenHash, User, bcrypt_cost};
+use crate::chat::budget::take_within;
 use crate::chat::effects::{Effect, Out};
 use crate::chat::ops::{Failure, fail, fail_for};
 use crate::chat::{
@@ -273,14 +274,20 @@ impl Chat {
         out: &mut Out<'_>,
     ) {
         self.log_out(conn, session);
-        let kept = {
+        // The kept DMs that fit the answer budget, oldest first: all of them at once
+        // could pass the outbound limit and cut the client off with them. The rest
+        // stay kept (and stored) for the next login.
+        let kept: Vec<Bytes> = {
             let mut online = user.online.lock();
             online.push(Arc::clone(conn));
-            std::mem::take(&mut *user.inbox.lock())
+            let mut inbox = user.inbox.lock();
+            let fit = take_within(inbox.iter(), self.answer_budget.kept_dms).len();
+            inbox.drain(..fit).collect()
         };
         if !kept.is_empty() {
             writes.extend(out.durable(|| Write::ClearDms {
                 to: user.name.clone(),
+                count: kept.len(),
             }));
         }
         let mut effects = Vec::with_capacity(kept.len() + 1);
