@@ -455,3 +455,26 @@ fn a_large_backlog_of_kept_dms_is_handed_over_without_loss() {
         stop(handle);
     }
 }
+
+/// Logging in again and again cannot grow the sessions without bound: past 100 idle
+/// sessions of one user, the least recently used are revoked, in the store too.
+#[test]
+fn one_user_holds_a_bounded_number_of_idle_sessions() {
+    let dir = DataDir::new("sessions-cap");
+    let (handle, addr) = start(on_disk(&dir));
+    let mut ada = user(addr, "ada");
+    let tokens: Vec<String> = (0..150).map(|_| ada.login("ada")).collect();
+    drop(ada);
+    stop(handle);
+    assert!(
+        dir.count("SELECT count(*) FROM sessions") <= 101,
+        "{} sessions stored",
+        dir.count("SELECT count(*) FROM sessions")
+    );
+    let (handle, addr) = start(on_disk(&dir));
+    let mut again = Line::named(addr, "again");
+    let r = again.request(json!({"op": "resume", "session": tokens[0]}));
+    assert_err(&r, "auth_failed");
+    assert_ok(&again.request(json!({"op": "resume", "session": tokens[148]})));
+    stop(handle);
+}

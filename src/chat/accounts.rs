@@ -15,6 +15,9 @@ use crate::chat::{MAX_USER_NAME, Peer, now_ms, valid_name};
 const MAX_ATTEMPTS: u32 = 5;
 /// The window of [`MAX_ATTEMPTS`], from a name's first attempt.
 const WINDOW: Duration = Duration::from_secs(60);
+/// Idle sessions (no connection using them) one user may hold; a new login beyond it
+/// revokes the least recently used.
+const MAX_IDLE_SESSIONS: usize = 100;
 /// Direct messages kept for a user who is offline; older ones are dropped.
 pub(crate) const INBOX_CAP: usize = 1000;
 /// Most names the login limiter keeps; beyond, expired windows go, then the oldest.
@@ -201,8 +204,9 @@ impl Accounts {
     }
 
     /// Issues a new session token for `user`, counted as used by one connection;
-    /// returns it, its hash, and the hashes of the expired sessions swept meanwhile
-    /// (for the store to delete).
+    /// returns it, its hash, and the hashes of the sessions it ended (for the store to
+    /// delete): every expired one, and the user's least recently used idle ones past
+    /// [`MAX_IDLE_SESSIONS`].
     pub(crate) fn new_session(&self, user: &Arc<User>) -> (String, TokenHash, Vec<TokenHash>) {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("the OS random source failed");
@@ -211,13 +215,26 @@ impl Accounts {
         let mut sessions = self.sessions.lock();
         let now = now_ms();
         let mut expired = Vec::new();
+        // The user's idle sessions, for the cap: (last use, token hash).
+        let mut idle = Vec::new();
         sessions.retain(|hash, s| {
             let keep = s.live > 0 || !self.expired(s, now);
             if !keep {
                 expired.push(*hash);
+            } else if s.live == 0 && Arc::ptr_eq(&s.user, user) {
+                idle.push((s.idle_since, *hash));
             }
             keep
         });
+        // Past the cap, the user's least recently used idle sessions go, so logging in
+        // again and again cannot grow the table (and the store) without bound.
+        if idle.len() >= MAX_IDLE_SESSIONS {
+            idle.sort_unstable();
+            for (_, hash) in &idle[..=idle.len() - MAX_IDLE_SESSIONS] {
+                sessions.remove(hash);
+                expired.push(*hash);
+            }
+        }
         sessions.insert(
             hash,
             SessionRecord {
