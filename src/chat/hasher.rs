@@ -16,7 +16,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-type HashJob = Box<dyn FnOnce() + Send>;
+/// A job hashes, then hands back what tells its client; that part runs after the
+/// thread is marked free, so a client that answers at once is not counted as waiting
+/// behind its own finished hash.
+type HashJob = Box<dyn FnOnce() -> Then + Send>;
+
+/// What runs once a job's hash is done: waking the client that waits for it.
+pub(crate) type Then = Box<dyn FnOnce() + Send>;
 
 /// The hashing pool.
 pub(crate) struct Hasher {
@@ -129,7 +135,7 @@ impl Hasher {
     pub(crate) fn try_run(
         &self,
         addr: IpAddr,
-        job: impl FnOnce() + Send + 'static,
+        job: impl FnOnce() -> Then + Send + 'static,
     ) -> Result<(), Busy> {
         let shared = &self.shared;
         let mut queues = shared.queues.lock();
@@ -168,9 +174,10 @@ impl Shared {
                     self.ready.wait(&mut queues);
                 }
             };
-            job();
+            let then = job();
             self.measured(started.elapsed());
             self.queues.lock().running[slot] = None;
+            then();
         }
     }
 

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::chat::accounts::{TokenHash, User, bcrypt_cost};
 use crate::chat::budget::take_within;
 use crate::chat::effects::{Effect, Out};
+use crate::chat::hasher::Then;
 use crate::chat::ops::{Failure, fail, fail_for};
 use crate::chat::{
     Chat, Login, MAX_PASSWORD, MAX_USER_NAME, MIN_PASSWORD, Peer, Session, logged_in, now_ms,
@@ -55,7 +56,7 @@ impl Chat {
         if self.accounts.user(user).is_some() {
             return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));
         }
-        let (peer, cost) = (Arc::clone(conn), self.bcrypt_cost);
+        let cost = self.bcrypt_cost;
         let (id, user, password) = (
             id.map(RawValue::to_owned),
             user.to_owned(),
@@ -63,7 +64,7 @@ impl Chat {
         );
         self.run_hash(conn, move || {
             let hash = bcrypt::hash(password, cost).ok();
-            wake_with(&peer, Hashed::Signup { id, user, hash });
+            Hashed::Signup { id, user, hash }
         })
     }
 
@@ -86,7 +87,7 @@ impl Chat {
             .flatten()
             .map(|u| u.hash.lock().clone());
         let slowest = self.accounts.slowest_cost(self.bcrypt_cost);
-        let (peer, cost) = (Arc::clone(conn), self.bcrypt_cost);
+        let cost = self.bcrypt_cost;
         let (id, name) = (id.map(RawValue::to_owned), user.to_owned());
         let password = password.as_bytes()[..password.len().min(MAX_PASSWORD)].to_vec();
         self.run_hash(conn, move || {
@@ -94,24 +95,29 @@ impl Chat {
             let rehash = stored
                 .filter(|hash| verified && bcrypt_cost(hash) != Some(cost))
                 .and_then(|_| bcrypt::hash(&password, cost).ok());
-            let hashed = Hashed::Login {
+            Hashed::Login {
                 id,
                 user: name,
                 verified,
                 rehash,
-            };
-            wake_with(&peer, hashed);
+            }
         })
         .inspect_err(|_| self.accounts.cancel_login(user))
     }
 
-    /// Hands `job` to the hashing pool, or answers `server_busy` when it would wait
-    /// longer than `--max-hash-wait`.
+    /// Hands `job` to the hashing pool, whose result wakes `conn` to finish the parked
+    /// request, or answers `server_busy` when it would wait longer than
+    /// `--max-hash-wait`.
     pub(crate) fn run_hash(
         &self,
         conn: &Peer,
-        job: impl FnOnce() + Send + 'static,
+        job: impl FnOnce() -> Hashed + Send + 'static,
     ) -> Result<(), Failure> {
+        let peer = Arc::clone(conn);
+        let job = move || -> Then {
+            let hashed = job();
+            Box::new(move || wake_with(&peer, hashed))
+        };
         self.hasher.try_run(conn.peer.ip(), job).or_else(|busy| {
             fail_for(
                 ErrorCode::ServerBusy,
