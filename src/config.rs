@@ -126,6 +126,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Server operators: account names that may act as owner in any room (e.g.
+    /// `delete_room`) and, later, use the `admin_` ops. Empty: nobody.
+    pub operators: Vec<String>,
 }
 
 impl TlsConfig {
@@ -246,6 +249,7 @@ impl Default for Config {
             max_frame_rate: 1000,
             max_rooms: 100_000,
             max_rooms_per_user: 1000,
+            operators: Vec::new(),
             max_room_members: 10_000,
             bcrypt_cost: 12,
             hash_threads: 1,

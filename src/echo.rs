@@ -17,6 +17,7 @@ const ECHO_CHUNK: usize = 64 * 1024;
 
 impl Service for Echo {
     type Session = ();
+    type Tag = ();
     const BACKPRESSURE: bool = true;
 
     fn read_limit(&self) -> usize {

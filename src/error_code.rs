@@ -82,8 +82,19 @@ error_codes! {
     NotMember = "not_member",
     /// A text or topic is over its length limit.
     TooLong = "too_long",
-    /// The recipient of a `dm` does not exist.
+    /// The recipient of a `dm` (or another op's target user) does not exist.
     NoSuchUser = "no_such_user",
+    /// The caller's room role, or missing operator rights, do not allow the op
+    /// (also `signup` on a server with `--signup closed`).
+    Forbidden = "forbidden",
+    /// The caller is banned: from the room (`join`) or from the server (`login`).
+    Banned = "banned",
+    /// `join` of an invite-only room without an invitation.
+    NotInvited = "not_invited",
+    /// No message has that seq (or it is deleted, where that matters).
+    NoSuchMessage = "no_such_message",
+    /// The room or conversation is encrypted and the request carries plain `text`.
+    EncryptionRequired = "encryption_required",
 }
 
 impl fmt::Display for ErrorCode {

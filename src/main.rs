@@ -119,6 +119,10 @@ struct Serve {
     /// most members in one room (default 10000)
     #[argh(option, default = "10000")]
     max_room_members: usize,
+    /// an account that is a server operator: it may act as owner in any room
+    /// (repeatable; default none)
+    #[argh(option)]
+    operator: Vec<String>,
 }
 
 /// Chat in this terminal: log in as --user, then type lines to the current room and
@@ -307,6 +311,7 @@ fn config(serve: Serve) -> Result<Config, String> {
     config.max_rooms = serve.max_rooms;
     config.max_rooms_per_user = serve.max_rooms_per_user;
     config.max_room_members = serve.max_room_members;
+    config.operators = serve.operator;
     config.bcrypt_cost = serve.bcrypt_cost;
     config.hash_threads = serve.hash_threads;
     config.max_hash_wait = max_hash_wait;

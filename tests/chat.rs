@@ -388,7 +388,7 @@ fn join_fields_and_errors() {
     assert_eq!(
         r,
         json!({"id": 5, "ok": true, "room": "lobby", "topic": "say hello",
-               "members": ["ada", "bob"], "seq": 2})
+               "members": ["ada", "bob"], "roles": {"ada": "owner"}, "seq": 2})
     );
     let r = z.join("lobby");
     assert_eq!(r["members"], json!(["ada", "bob", "zed"]));
@@ -507,7 +507,10 @@ fn leave_errors_and_empty_rooms_live_on() {
         json!([{"room": "lobby", "topic": "", "members": 0}])
     );
     let r = b.request(json!({"op": "members", "room": "lobby"}));
-    assert_eq!(r, json!({"ok": true, "room": "lobby", "members": []}));
+    assert_eq!(
+        r,
+        json!({"ok": true, "room": "lobby", "members": [], "roles": {}})
+    );
     assert_eq!(b.join("lobby")["members"], json!(["bob"]));
     assert_eq!(a.request(json!({"op": "whoami"}))["rooms"], json!([]));
 }
@@ -525,7 +528,8 @@ fn members_works_for_non_members() {
     let r = c.request(json!({"id": 2, "op": "members", "room": "lobby"}));
     assert_eq!(
         r,
-        json!({"id": 2, "ok": true, "room": "lobby", "members": ["Bob", "ada", "zed"]})
+        json!({"id": 2, "ok": true, "room": "lobby", "members": ["Bob", "ada", "zed"],
+               "roles": {"zed": "owner"}})
     );
     assert_err(
         &c.request(json!({"op": "members", "room": "nope"})),

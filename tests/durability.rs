@@ -8,56 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Line, assert_err, assert_ok, second, start, user};
-use parlor::{Config, ServerHandle, Storage};
+use common::{DataDir, Line, assert_err, assert_ok, on_disk, second, start, stop, user};
+use parlor::{Config, Storage};
 use serde_json::{Value, json};
-
-/// A fresh data directory, removed when dropped.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(test: &str) -> DataDir {
-        let path =
-            std::env::temp_dir().join(format!("parlor-durability-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        DataDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Runs `sql` on the database while no server has it open.
-    fn sql(&self, sql: &str) {
-        let db = rusqlite::Connection::open(self.0.join("parlor.db")).expect("open the database");
-        db.execute_batch(sql).expect("run the SQL");
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        let db = rusqlite::Connection::open(self.0.join("parlor.db")).expect("open the database");
-        db.query_row(sql, [], |r| r.get(0)).expect("count")
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn on_disk(dir: &DataDir) -> impl FnOnce(&mut Config) + '_ {
-    move |c: &mut Config| c.storage = Storage::Dir(dir.path().to_owned())
-}
-
-/// Stops a server and waits until it has let go of its data directory.
-fn stop(handle: ServerHandle) {
-    handle.shutdown();
-    handle.join().expect("the server stops cleanly");
-}
 
 /// Every frame until the server closes the connection.
 fn until_closed(line: &mut Line) -> Vec<Value> {

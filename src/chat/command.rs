@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::chat::effects::{Effect, Keep};
-use crate::chat::room::RoomEvent;
+use crate::chat::room::{Frames, RoomEvent};
 use crate::chat::{Chat, Peer};
 use crate::error_code::ErrorCode;
 use crate::protocol::json as protocol;
@@ -87,9 +87,10 @@ impl Context<'_> {
         let frame = protocol::custom_event(event, fields)
             .map_err(|why| CommandError::new("internal", why))?;
         let event = RoomEvent::Broadcast {
-            frame,
+            frames: Frames::both(frame),
             skip_conn: self.conn.key,
-            skip_user: None,
+            v1_skip_user: None,
+            also: None,
         };
         self.effects.push(Effect::Room(room, event));
         Ok(())

@@ -286,30 +286,33 @@ impl<'a> Out<'a> {
         }
     }
 
-    /// Stores `write` (if there is a store) and delivers a room event and the answer,
-    /// called with the room's lock held so that events leave in the room's order.
-    /// `undo` takes back the change to the room's memory if the commit fails.
+    /// Stores `writes` (if there is a store) and delivers room events and the
+    /// answer, called with the room's lock held so that events leave in the room's
+    /// order. `undo` takes back the change to the room's memory if the commit fails.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn room_commit(
         &mut self,
         room: &Arc<Room>,
         state: &mut RoomState,
-        write: impl FnOnce() -> Write,
-        event: RoomEvent,
+        writes: impl FnOnce() -> Vec<Write>,
+        events: impl IntoIterator<Item = RoomEvent>,
         conn: &Peer,
         answer: Bytes,
         undo: impl FnOnce() + Send + 'static,
     ) {
         if self.defers(true) {
-            let effects = vec![
-                Effect::Room(Arc::clone(room), event),
-                Effect::Send(Arc::clone(conn), answer),
-                Effect::Undo(Box::new(undo)),
-            ];
-            self.commit(vec![write()], effects);
+            let mut effects: Vec<Effect> = events
+                .into_iter()
+                .map(|event| Effect::Room(Arc::clone(room), event))
+                .collect();
+            effects.push(Effect::Send(Arc::clone(conn), answer));
+            effects.push(Effect::Undo(Box::new(undo)));
+            self.commit(writes(), effects);
         } else {
-            let delivered = event.apply(state, self.flusher);
-            self.metrics.deliveries.add(delivered as u64);
+            for event in events {
+                let delivered = event.apply(state, self.flusher);
+                self.metrics.deliveries.add(delivered as u64);
+            }
             conn.send(answer, self.flusher);
         }
     }

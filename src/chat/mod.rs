@@ -18,11 +18,11 @@ mod limiter;
 mod ops;
 pub(crate) mod room;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -37,7 +37,7 @@ use crate::chat::effects::{Deferred, Out, Pending, run_committed, submit};
 use crate::chat::hasher::Hasher;
 use crate::chat::limiter::FrameLimiter;
 use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
-use crate::chat::room::Room;
+use crate::chat::room::{Role, Room};
 use crate::config::Config;
 use crate::error_code::ErrorCode;
 use crate::metrics::{ChatMetrics, Encoder};
@@ -49,6 +49,25 @@ use crate::transport::service::{CloseReason, Conn, Flow, Flusher, Io, Pool, Serv
 
 /// A logged-in connection as the chat state sees it: where its events are queued.
 pub(crate) type Peer = Arc<Conn<Chat>>;
+
+/// What the chat layer keeps on each connection for others to read (`Conn::tag`):
+/// delivery reads it for every recipient.
+#[derive(Default)]
+pub(crate) struct ConnTag {
+    /// The protocol version the connection speaks; 0 (never said `hello`) is 1.
+    protocol: AtomicU8,
+}
+
+impl ConnTag {
+    /// The protocol version the connection speaks: 1 until its `hello` says 2.
+    pub(crate) fn protocol(&self) -> u8 {
+        self.protocol.load(Ordering::Relaxed).max(1)
+    }
+
+    pub(crate) fn set_protocol(&self, version: u8) {
+        self.protocol.store(version, Ordering::Relaxed);
+    }
+}
 
 /// The first byte of a TLS handshake record: a TLS client on the plain port.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -80,6 +99,9 @@ pub(crate) struct Chat {
     max_frame: usize,
     max_text: usize,
     max_frame_rate: u32,
+    idle_timeout: Duration,
+    /// Accounts that may act as owner in any room (`--operator`).
+    operators: RwLock<HashSet<String>>,
     max_rooms: usize,
     max_rooms_per_user: usize,
     max_room_members: usize,
@@ -151,6 +173,8 @@ impl Chat {
             max_frame: config.max_frame,
             max_text: config.max_text,
             max_frame_rate: config.max_frame_rate,
+            idle_timeout: config.idle_timeout,
+            operators: RwLock::new(config.operators.iter().cloned().collect()),
             max_rooms: config.max_rooms,
             max_rooms_per_user: config.max_rooms_per_user,
             max_room_members: config.max_room_members,
@@ -201,12 +225,12 @@ impl Chat {
             );
             {
                 let mut state = room.state.lock();
-                for user in row
-                    .members
-                    .iter()
-                    .filter_map(|name| self.accounts.user(name))
-                {
-                    state.add_member(&user);
+                for member in &row.members {
+                    let Some(user) = self.accounts.user(&member.user) else {
+                        continue;
+                    };
+                    let role = Role::parse(&member.role).unwrap_or(Role::Member);
+                    state.add_member(&user, role, member.joined);
                     user.rooms.lock().insert(row.name.clone());
                 }
             }
@@ -353,6 +377,12 @@ impl Chat {
         }
     }
 
+    /// Whether `name` is a server operator (`--operator`): it may act as owner in
+    /// any room.
+    pub(crate) fn is_operator(&self, name: &str) -> bool {
+        self.operators.read().contains(name)
+    }
+
     /// The room of that name, for an embedder's command.
     pub(crate) fn room_named(&self, name: &str) -> Option<Arc<Room>> {
         self.rooms.read().get(name).cloned()
@@ -389,6 +419,7 @@ fn now_ms() -> u64 {
 
 impl Service for Chat {
     type Session = Session;
+    type Tag = ConnTag;
     const BACKPRESSURE: bool = false;
 
     fn read_limit(&self) -> usize {

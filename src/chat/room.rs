@@ -63,12 +63,84 @@ pub(crate) enum RoomEvent {
         frame: Bytes,
         skip_conn: usize,
     },
-    /// `joined`/`left` or an embedder's event: to the members' connections.
+    /// Any other event (`joined`, `left`, `topic`, an embedder's...): to the members'
+    /// connections, and those of `also` (one who is no longer a member: who left or
+    /// was kicked), as their protocol version gets it, except the connection
+    /// `skip_conn` and the protocol-1 connections of `v1_skip_user` (protocol 2 also
+    /// tells the actor's other connections, PROTOCOL-2 section 2).
     Broadcast {
-        frame: Bytes,
+        frames: Frames,
         skip_conn: usize,
-        skip_user: Option<String>,
+        v1_skip_user: Option<String>,
+        also: Option<Arc<User>>,
     },
+}
+
+/// An event as each protocol version gets it (PROTOCOL-2 section 1): a protocol-1
+/// connection gets only v1's kinds, some in a v1 form (`left` for `kicked`).
+#[derive(Clone, Debug)]
+pub(crate) struct Frames {
+    /// For connections speaking protocol 2.
+    pub(crate) v2: Bytes,
+    /// For connections speaking protocol 1; `None`: they do not get this event.
+    pub(crate) v1: Option<Bytes>,
+}
+
+impl Frames {
+    /// The same frame for both versions (a kind v1 knows).
+    pub(crate) fn both(frame: Bytes) -> Frames {
+        Frames {
+            v1: Some(frame.clone()),
+            v2: frame,
+        }
+    }
+
+    /// A kind only protocol 2 knows.
+    pub(crate) fn v2_only(frame: Bytes) -> Frames {
+        Frames {
+            v2: frame,
+            v1: None,
+        }
+    }
+
+    /// The frame for a connection speaking `protocol`, if it gets one.
+    pub(crate) fn for_protocol(&self, protocol: u8) -> Option<&Bytes> {
+        if protocol >= 2 {
+            Some(&self.v2)
+        } else {
+            self.v1.as_ref()
+        }
+    }
+}
+
+/// A member's role in a room (PROTOCOL-2 section 3): `owner` (at most one), `op`, or
+/// a plain `member`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Role {
+    Member,
+    Op,
+    Owner,
+}
+
+impl Role {
+    /// The wire and stored name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Op => "op",
+            Role::Owner => "owner",
+        }
+    }
+
+    /// The role a wire or stored name names.
+    pub(crate) fn parse(name: &str) -> Option<Role> {
+        match name {
+            "member" => Some(Role::Member),
+            "op" => Some(Role::Op),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
 }
 
 impl RoomEvent {
@@ -90,11 +162,13 @@ impl RoomEvent {
                 skip_conn,
             } => state.deliver_message(seq, &frame, skip_conn, flusher),
             RoomEvent::Broadcast {
-                frame,
+                frames,
                 skip_conn,
-                skip_user,
+                v1_skip_user,
+                also,
             } => {
-                state.broadcast(&frame, skip_conn, skip_user.as_deref(), flusher);
+                let skip = v1_skip_user.as_deref();
+                state.broadcast(&frames, skip_conn, skip, also.as_deref(), flusher);
                 0
             }
         }
@@ -113,6 +187,9 @@ pub(crate) struct Member {
     /// The room's last seq when the user joined: later messages reach them live,
     /// earlier ones are history.
     since: u64,
+    pub(crate) role: Role,
+    /// When they joined (ms since the epoch, as stored): who stands longest.
+    pub(crate) joined: u64,
 }
 
 /// What the room's lock guards. Assigning a seq and handing the message on (to
@@ -171,17 +248,60 @@ pub(crate) enum HistorySource {
 }
 
 impl RoomState {
-    /// Adds `user`; returns false if they were a member already.
-    pub(crate) fn add_member(&mut self, user: &Arc<User>) -> bool {
+    /// Adds `user` with `role`, joined at `joined` (ms since the epoch); returns
+    /// false if they were a member already.
+    pub(crate) fn add_member(&mut self, user: &Arc<User>, role: Role, joined: u64) -> bool {
         if self.members.contains_key(&user.name) {
             return false;
         }
         let member = Member {
             user: Arc::clone(user),
             since: self.last_seq,
+            role,
+            joined,
         };
         self.members.insert(user.name.clone(), member);
         true
+    }
+
+    /// Takes `name` out of the room; their role ends with it (PROTOCOL-2 section 7).
+    /// If they were the owner, ownership passes on (`hand_on`); returns the member and
+    /// the new owner with the role they had, if any.
+    pub(crate) fn remove_member(&mut self, name: &str) -> Option<(Member, Option<(String, Role)>)> {
+        let member = self.members.remove(name)?;
+        let heir = (member.role == Role::Owner)
+            .then(|| self.hand_on())
+            .flatten();
+        Some((member, heir))
+    }
+
+    /// Makes the longest-standing op the owner, else the longest-standing member;
+    /// returns their name and former role (`None`: the room is empty and stays
+    /// without owner).
+    pub(crate) fn hand_on(&mut self) -> Option<(String, Role)> {
+        let heir = self
+            .members
+            .iter()
+            .max_by_key(|(name, m)| (m.role, std::cmp::Reverse((m.joined, (*name).clone()))))
+            .map(|(name, _)| name.clone())?;
+        let member = self.members.get_mut(&heir)?;
+        let former = std::mem::replace(&mut member.role, Role::Owner);
+        Some((heir, former))
+    }
+
+    /// The member's role; `None` for a non-member.
+    pub(crate) fn role_of(&self, name: &str) -> Option<Role> {
+        self.members.get(name).map(|m| m.role)
+    }
+
+    /// The `roles` object of a `members` answer: every owner and op (a member not in
+    /// it is a plain member).
+    pub(crate) fn roles(&self) -> BTreeMap<&str, &'static str> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.role != Role::Member)
+            .map(|(name, m)| (name.as_str(), m.role.as_str()))
+            .collect()
     }
 
     pub(crate) fn is_member(&self, name: &str) -> bool {
@@ -239,20 +359,22 @@ impl RoomState {
         (self.last_seq, self.last_ts, event)
     }
 
-    /// Queues `frame` to every logged-in connection of every member, except the
-    /// connection `skip_conn` and the connections of `skip_user`.
+    /// Queues `frames` to every logged-in connection of every member and of `also`
+    /// (if not a member) as its version gets it, except the connection `skip_conn`
+    /// and the protocol-1 connections of `v1_skip_user`.
     pub(crate) fn broadcast(
         &self,
-        frame: &Bytes,
+        frames: &Frames,
         skip_conn: usize,
-        skip_user: Option<&str>,
+        v1_skip_user: Option<&str>,
+        also: Option<&User>,
         flusher: &mut Flusher<Chat>,
     ) {
-        for (name, member) in &self.members {
-            if skip_user == Some(name.as_str()) {
-                continue;
-            }
-            let _ = deliver(&member.user, frame, skip_conn, flusher);
+        let outsider = also.filter(|user| !self.members.contains_key(&user.name));
+        let users = self.members.values().map(|m| &*m.user).chain(outsider);
+        for user in users {
+            let v1_too = v1_skip_user != Some(user.name.as_str());
+            deliver_frames(&user.online.lock(), frames, skip_conn, v1_too, flusher);
         }
     }
 
@@ -325,6 +447,28 @@ pub(crate) fn deliver(
     flusher: &mut Flusher<Chat>,
 ) -> usize {
     deliver_to(&user.online.lock(), frame, skip_conn, flusher)
+}
+
+/// Queues `frames` to each of `peers` but `skip_conn`, as its protocol version gets
+/// them (protocol-1 connections only if `v1_too`); returns to how many.
+pub(crate) fn deliver_frames(
+    peers: &[Peer],
+    frames: &Frames,
+    skip_conn: usize,
+    v1_too: bool,
+    flusher: &mut Flusher<Chat>,
+) -> usize {
+    let mut sent = 0;
+    for peer in peers.iter().filter(|p| p.key != skip_conn) {
+        let protocol = peer.tag.protocol();
+        if let Some(frame) = frames.for_protocol(protocol)
+            && (v1_too || protocol >= 2)
+        {
+            peer.send(frame.clone(), flusher);
+            sent += 1;
+        }
+    }
+    sent
 }
 
 /// Queues `frame` to each of `peers` except `skip_conn`; returns to how many.

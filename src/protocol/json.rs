@@ -145,6 +145,15 @@ pub(crate) struct MemberEvent<'a> {
     pub(crate) user: &'a str,
 }
 
+/// A `role` event's fields: `user` now has `role` in `room`, by `by`'s doing.
+#[derive(Serialize)]
+pub(crate) struct RoleEvent<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) user: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) by: &'a str,
+}
+
 /// A `closing` event's fields.
 #[derive(Serialize)]
 pub(crate) struct ClosingEvent<'a> {

@@ -12,8 +12,9 @@ use crate::error_code::ErrorCode;
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
 const MAX_ID_LEN: usize = 64;
-/// Most messages one `history` may ask for, and the default.
-const HISTORY_MAX_LIMIT: u64 = 500;
+/// Most messages one `history` may ask for (told in `hello`'s `limits`), and the
+/// default.
+pub(crate) const HISTORY_MAX_LIMIT: u64 = 500;
 const HISTORY_DEFAULT_LIMIT: u64 = 50;
 /// Most entries of one page of a list (`rooms`), and the default (PROTOCOL-2 §4).
 const PAGE_MAX_LIMIT: u64 = 1000;
@@ -21,6 +22,10 @@ const PAGE_MAX_LIMIT: u64 = 1000;
 /// A request frame, parsed and checked for shape and types.
 #[derive(Debug)]
 pub(crate) enum Request<'a> {
+    /// `protocol`: the highest version the client speaks (`None`: it named none).
+    Hello {
+        protocol: Option<u64>,
+    },
     Ping,
     Echo {
         data: Option<&'a RawValue>,
@@ -74,7 +79,8 @@ impl Request<'_> {
     pub(crate) fn allowed_anonymously(&self) -> bool {
         matches!(
             self,
-            Request::Ping
+            Request::Hello { .. }
+                | Request::Ping
                 | Request::Echo { .. }
                 | Request::Signup { .. }
                 | Request::Login { .. }
@@ -128,6 +134,12 @@ struct Credentials<'a> {
     user: Cow<'a, str>,
     #[serde(borrow)]
     password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct HelloFields {
+    #[serde(default)]
+    protocol: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +222,7 @@ fn fault<'a>(id: Option<&'a RawValue>, code: ErrorCode, message: impl Into<Strin
 /// The built-in operations, by the name a request gives in `op`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {
+    Hello,
     Ping,
     Echo,
     Signup,
@@ -230,7 +243,8 @@ pub(crate) enum OpKind {
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 16] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 17] = [
+        ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
         ("signup", OpKind::Signup),
@@ -317,6 +331,17 @@ pub(crate) fn unknown_op<'a>(head: &Head<'a>) -> Fault<'a> {
 /// Reads the fields of built-in op `kind` from the frame.
 pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
     let request = match kind {
+        OpKind::Hello => {
+            let HelloFields { protocol } = fields(head)?;
+            if protocol == Some(0) {
+                return Err(fault(
+                    head.id,
+                    ErrorCode::BadRequest,
+                    "`protocol` must be an integer of at least 1",
+                ));
+            }
+            Request::Hello { protocol }
+        }
         OpKind::Ping => Request::Ping,
         OpKind::Logout => Request::Logout,
         OpKind::Whoami => Request::Whoami,

@@ -99,9 +99,17 @@ pub(crate) enum Write {
         creator: String,
         created: u64,
     },
+    /// A plain member joined at `joined` (ms since the epoch).
     Join {
         room: String,
         user: String,
+        joined: u64,
+    },
+    /// A member's role changed: `owner`, `op` or `member`.
+    SetRole {
+        room: String,
+        user: String,
+        role: &'static str,
     },
     Leave {
         room: String,
@@ -167,8 +175,17 @@ pub(crate) struct RoomRow {
     /// Who created it (counted against `--max-rooms-per-user`).
     pub(crate) creator: String,
     pub(crate) last_seq: u64,
-    pub(crate) members: Vec<String>,
+    pub(crate) members: Vec<MemberRow>,
     pub(crate) recent: Vec<MessageRow>,
+}
+
+/// A stored member of a room.
+pub(crate) struct MemberRow {
+    pub(crate) user: String,
+    /// `owner`, `op` or `member`.
+    pub(crate) role: String,
+    /// When they joined, in ms since the epoch (0 for members from before schema 3).
+    pub(crate) joined: u64,
 }
 
 /// A stored session.

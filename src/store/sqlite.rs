@@ -11,11 +11,11 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
 use crate::store::{
-    Backend, BatchWriter, MessageRow, RoomRow, SessionRow, Snapshot, StoreError, Write,
+    Backend, BatchWriter, MemberRow, MessageRow, RoomRow, SessionRow, Snapshot, StoreError, Write,
 };
 
 /// The schema version this binary writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 /// The database file inside the data directory.
 pub(crate) const DB_FILE: &str = "parlor.db";
 /// The lock file that keeps a second server off the same data directory.
@@ -60,6 +60,51 @@ const SCHEMA_V1: &str = "
 const SCHEMA_V2: &str = "
     ALTER TABLE sessions ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
     UPDATE sessions SET last_used = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);";
+
+/// Version 3 (protocol 2's rooms and accounts): roles and join order of members
+/// (a room's creator, if still a member, becomes its owner), invite-only rooms, bans,
+/// invitations, send nonces, blocks, the names of deleted accounts (never signed up
+/// again), and the last seq of deleted rooms (a room made again under the name goes
+/// on after it).
+const SCHEMA_V3: &str = "
+    ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+    ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
+    UPDATE memberships SET role = 'owner'
+        WHERE user = (SELECT creator FROM rooms WHERE rooms.name = memberships.room);
+    ALTER TABLE rooms ADD COLUMN invite_only INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE bans (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        by_user TEXT NOT NULL,
+        reason TEXT,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (room, user)) WITHOUT ROWID;
+    CREATE TABLE invitations (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        by_user TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (room, user)) WITHOUT ROWID;
+    CREATE TABLE nonces (
+        user TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        op TEXT NOT NULL,
+        target TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (user, nonce)) WITHOUT ROWID;
+    CREATE INDEX nonces_ts ON nonces(ts);
+    CREATE TABLE blocks (
+        user TEXT NOT NULL,
+        blocked TEXT NOT NULL,
+        PRIMARY KEY (user, blocked)) WITHOUT ROWID;
+    CREATE TABLE retired_names (
+        name TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE deleted_rooms (
+        name TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -240,7 +285,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             });
         }
     }
-    let steps = [SCHEMA_V1, SCHEMA_V2];
+    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
     for (step, to) in steps
         .iter()
         .zip(1..)
@@ -261,13 +306,20 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
         .collect::<Result<_, _>>()?;
     let mut rooms =
         conn.prepare("SELECT name, topic, creator, next_seq FROM rooms ORDER BY name")?;
-    let mut members = conn.prepare("SELECT user FROM memberships WHERE room = ?1 ORDER BY user")?;
+    let mut members =
+        conn.prepare("SELECT user, role, joined FROM memberships WHERE room = ?1 ORDER BY user")?;
     let room_rows: Vec<(String, String, String, u64)> = rooms
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     for (name, topic, creator, next_seq) in room_rows {
-        let member_names = members
-            .query_map([&name], |r| r.get(0))?
+        let member_rows = members
+            .query_map([&name], |r| {
+                Ok(MemberRow {
+                    user: r.get(0)?,
+                    role: r.get(1)?,
+                    joined: r.get(2)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
         let last_seq = next_seq.saturating_sub(1);
         let recent = query_history(conn, &name, None, last_seq + 1, history_len)?;
@@ -276,7 +328,7 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
             topic,
             creator,
             last_seq,
-            members: member_names,
+            members: member_rows,
             recent,
         });
     }
@@ -347,7 +399,8 @@ fn run(
 }
 
 fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
-    const MEMBER: &str = "INSERT OR IGNORE INTO memberships (room, user) VALUES (?1, ?2)";
+    const MEMBER: &str =
+        "INSERT OR IGNORE INTO memberships (room, user, role, joined) VALUES (?1, ?2, ?3, ?4)";
     match write {
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
@@ -375,9 +428,16 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
                 "INSERT INTO rooms (name, topic, creator, next_seq, created) VALUES (?1, ?2, ?3, 1, ?4)",
                 params![name, topic, creator, created],
             )?;
-            run(tx, MEMBER, params![name, creator])
+            run(tx, MEMBER, params![name, creator, "owner", created])
         }
-        Write::Join { room, user } => run(tx, MEMBER, params![room, user]),
+        Write::Join { room, user, joined } => {
+            run(tx, MEMBER, params![room, user, "member", joined])
+        }
+        Write::SetRole { room, user, role } => run(
+            tx,
+            "UPDATE memberships SET role = ?3 WHERE room = ?1 AND user = ?2",
+            params![room, user, role],
+        ),
         Write::Leave { room, user } => run(
             tx,
             "DELETE FROM memberships WHERE room = ?1 AND user = ?2",
@@ -457,6 +517,7 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
         | Write::Room { .. }
         | Write::Join { .. }
         | Write::Leave { .. }
+        | Write::SetRole { .. }
         | Write::Message { .. } => apply(tx, write),
     }
 }

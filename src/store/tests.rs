@@ -57,7 +57,8 @@ fn writes_survive_reopening() {
     let (_store, snapshot) = Store::<u32>::open(&dir, SyncMode::Normal, 10).unwrap();
     assert_eq!(snapshot.users, [("ada".to_owned(), "h".to_owned())]);
     assert_eq!(snapshot.rooms[0].last_seq, 1);
-    assert_eq!(snapshot.rooms[0].members, ["ada"]);
+    assert_eq!(snapshot.rooms[0].members[0].user, "ada");
+    assert_eq!(snapshot.rooms[0].members[0].role, "owner");
     assert_eq!(snapshot.rooms[0].recent[0].text, "hi");
     let _ = fs::remove_dir_all(&dir);
 }

@@ -69,6 +69,11 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     /// Per-connection state.
     type Session: Send;
 
+    /// Per-connection facts that others read without the connection's job (e.g. the
+    /// protocol version a chat connection speaks, read while delivering to it): set
+    /// by the service, kept in [`Conn::tag`].
+    type Tag: Default + Send + Sync;
+
     /// Stop reading a connection whose outbound queue is full (true), or cut it off as
     /// a slow consumer (false).
     const BACKPRESSURE: bool;

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -450,6 +450,15 @@ impl Line {
         self.login(user)
     }
 
+    /// `hello` asking for protocol 2, asserting the connection now speaks it;
+    /// returns the answer.
+    pub fn hello(&mut self) -> Value {
+        let r = self.request(serde_json::json!({"op": "hello", "protocol": 2}));
+        assert_ok(&r);
+        assert_eq!(r["protocol"], 2, "hello answer: {r}");
+        r
+    }
+
     /// `create` without topic, asserting success.
     pub fn create(&mut self, room: &str) {
         let r = self.request(serde_json::json!({"op": "create", "room": room}));
@@ -478,6 +487,22 @@ impl Line {
 pub fn user(addr: SocketAddr, user: &str) -> Line {
     let mut c = Line::named(addr, user);
     c.signup_login(user);
+    c
+}
+
+/// A chat connection speaking protocol 2, signed up and logged in as `user`.
+pub fn user2(addr: SocketAddr, user: &str) -> Line {
+    let mut c = Line::named(addr, user);
+    c.hello();
+    c.signup_login(user);
+    c
+}
+
+/// Another protocol-2 connection of an existing `user`, logged in.
+pub fn second2(addr: SocketAddr, user: &str) -> Line {
+    let mut c = Line::named(addr, &format!("{user}#2"));
+    c.hello();
+    c.login(user);
     c
 }
 
@@ -699,4 +724,46 @@ pub fn serve_command() -> Command {
     command.args(["serve", "--addr", "127.0.0.1:0", "--in-memory"]);
     command.args(["--bcrypt-cost", "4"]);
     command
+}
+
+/// A fresh data directory, removed when dropped.
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(test: &str) -> DataDir {
+        let path = std::env::temp_dir().join(format!("parlor-test-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        DataDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Runs `sql` on the database while no server has it open.
+    pub fn sql(&self, sql: &str) {
+        let db = rusqlite::Connection::open(self.0.join("parlor.db")).expect("open the database");
+        db.execute_batch(sql).expect("run the SQL");
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        let db = rusqlite::Connection::open(self.0.join("parlor.db")).expect("open the database");
+        db.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn on_disk(dir: &DataDir) -> impl FnOnce(&mut Config) + '_ {
+    move |c: &mut Config| c.storage = Storage::Dir(dir.path().to_owned())
+}
+
+/// Stops a server and waits until it has let go of its data directory.
+pub fn stop(handle: ServerHandle) {
+    handle.shutdown();
+    handle.join().expect("the server stops cleanly");
 }

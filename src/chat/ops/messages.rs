@@ -58,7 +58,15 @@ impl Chat {
         };
         // A failed commit leaves nothing to take back: the message joins the history
         // only at its commit, and its seq stays unused.
-        out.room_commit(&room, &mut state, write, event, conn, ok, || {});
+        out.room_commit(
+            &room,
+            &mut state,
+            || vec![write()],
+            [event],
+            conn,
+            ok,
+            || {},
+        );
         Ok(None)
     }
 

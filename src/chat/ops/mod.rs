@@ -5,6 +5,7 @@
 
 mod account;
 mod direct;
+mod hello;
 mod messages;
 mod rooms;
 
@@ -132,6 +133,7 @@ impl Chat {
     ) -> (Result<Option<Reply>, Failure>, Step) {
         let parked = |result: Result<(), Failure>| (result.map(|()| None), Step::Park);
         let result = match request {
+            Request::Hello { protocol } => Ok(Some(self.hello(conn, id, protocol))),
             Request::Ping => Ok(Some(Reply::ok(id).field("pong", &true))),
             Request::Echo { data } => Ok(Some(Reply::ok(id).field("data", &data))),
             Request::Signup { user, password } => {

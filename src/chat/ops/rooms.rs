@@ -11,10 +11,10 @@ use crate::chat::accounts::User;
 use crate::chat::budget;
 use crate::chat::effects::{Effect, Out, Undo};
 use crate::chat::ops::{Failure, fail};
-use crate::chat::room::{Room, RoomEvent};
+use crate::chat::room::{Frames, Role, Room, RoomEvent};
 use crate::chat::{Chat, MAX_ROOM_NAME, MAX_TOPIC, Peer, Session, logged_in, now_ms, valid_name};
 use crate::error_code::ErrorCode;
-use crate::protocol::json::{self as protocol, MemberEvent, Reply};
+use crate::protocol::json::{self as protocol, MemberEvent, Reply, RoleEvent};
 use crate::protocol::request::Page;
 use crate::store::Write;
 
@@ -69,7 +69,8 @@ impl Chat {
             Vec::new(),
             self.history_cap,
         ));
-        created.state.lock().add_member(user);
+        let now = now_ms();
+        created.state.lock().add_member(user, Role::Owner, now);
         user.rooms.lock().insert(room.to_owned());
         rooms.insert(room.to_owned(), Arc::clone(&created));
         // Still under the rooms lock: the store sees the room before anything in it.
@@ -77,7 +78,7 @@ impl Chat {
             name: room.to_owned(),
             topic: topic.to_owned(),
             creator: user.name.clone(),
-            created: now_ms(),
+            created: now,
         });
         let ok = Reply::ok(id).field("room", room).finish();
         let effects = vec![
@@ -132,12 +133,14 @@ impl Chat {
             );
             return fail(ErrorCode::RoomFull, message);
         }
-        let added = state.add_member(user);
+        let joined = now_ms();
+        let added = state.add_member(user, Role::Member, joined);
         let members: Vec<&String> = state.members.keys().collect();
         let ok = Reply::ok(id)
             .field("room", &room.name)
             .field("topic", &state.topic)
             .field("members", &members)
+            .field("roles", &state.roles())
             .field("seq", &state.last_seq)
             .finish();
         if !added {
@@ -147,26 +150,30 @@ impl Chat {
         }
         user.rooms.lock().insert(room.name.clone());
         let event = RoomEvent::Broadcast {
-            frame: protocol::event(
+            frames: Frames::both(protocol::event(
                 "joined",
                 &MemberEvent {
                     room: &room.name,
                     user: &user.name,
                 },
-            ),
+            )),
             skip_conn: conn.key,
-            skip_user: Some(user.name.clone()),
+            v1_skip_user: Some(user.name.clone()),
+            also: None,
         };
-        let write = || Write::Join {
-            room: room.name.clone(),
-            user: user.name.clone(),
+        let writes = || {
+            vec![Write::Join {
+                room: room.name.clone(),
+                user: user.name.clone(),
+                joined,
+            }]
         };
         let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
         let undo = move || {
             undo_room.state.lock().members.remove(&undo_user.name);
             undo_user.rooms.lock().remove(&undo_room.name);
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
+        out.room_commit(&room, &mut state, writes, [event], conn, ok, undo);
         Ok(None)
     }
 
@@ -181,35 +188,57 @@ impl Chat {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
         let mut state = room.state.lock();
-        if state.members.remove(&user.name).is_none() {
+        let Some((member, heir)) = state.remove_member(&user.name) else {
             return fail(
                 ErrorCode::NotMember,
                 format!("you are not a member of `{name}`"),
             );
-        }
+        };
         user.rooms.lock().remove(&room.name);
-        let event = RoomEvent::Broadcast {
-            frame: protocol::event(
+        let left = RoomEvent::Broadcast {
+            frames: Frames::both(protocol::event(
                 "left",
                 &MemberEvent {
                     room: &room.name,
                     user: &user.name,
                 },
-            ),
+            )),
             skip_conn: conn.key,
-            skip_user: None,
+            // v1 never told the leaver's other connections (they were no longer
+            // the room's); protocol 2 does.
+            v1_skip_user: Some(user.name.clone()),
+            also: Some(Arc::clone(user)),
         };
-        let write = || Write::Leave {
-            room: room.name.clone(),
-            user: user.name.clone(),
+        let handed_on = heir
+            .as_ref()
+            .map(|(heir, _)| role_event(&room.name, heir, Role::Owner, &user.name));
+        let writes = || {
+            let mut writes = vec![Write::Leave {
+                room: room.name.clone(),
+                user: user.name.clone(),
+            }];
+            writes.extend(heir.iter().map(|(heir, _)| Write::SetRole {
+                room: room.name.clone(),
+                user: heir.clone(),
+                role: Role::Owner.as_str(),
+            }));
+            writes
         };
         let ok = Reply::ok(id).field("room", &room.name).finish();
         let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
+        let undo_heir = heir.clone();
         let undo = move || {
-            undo_room.state.lock().add_member(&undo_user);
+            let mut state = undo_room.state.lock();
+            if let Some((heir, former)) = undo_heir
+                && let Some(m) = state.members.get_mut(&heir)
+            {
+                m.role = former;
+            }
+            state.add_member(&undo_user, member.role, member.joined);
             undo_user.rooms.lock().insert(undo_room.name.clone());
         };
-        out.room_commit(&room, &mut state, write, event, conn, ok, undo);
+        let events = std::iter::once(left).chain(handed_on);
+        out.room_commit(&room, &mut state, writes, events, conn, ok, undo);
         Ok(None)
     }
 
@@ -266,7 +295,26 @@ impl Chat {
         Ok(Some(
             Reply::ok(id)
                 .field("room", &room.name)
-                .field("members", &members),
+                .field("members", &members)
+                .field("roles", &state.roles()),
         ))
+    }
+}
+
+/// A `role` event (protocol 2 only): `user` now has `role` in `room`, by `by`.
+pub(crate) fn role_event(room: &str, user: &str, role: Role, by: &str) -> RoomEvent {
+    RoomEvent::Broadcast {
+        frames: Frames::v2_only(protocol::event(
+            "role",
+            &RoleEvent {
+                room,
+                user,
+                role: role.as_str(),
+                by,
+            },
+        )),
+        skip_conn: usize::MAX,
+        v1_skip_user: None,
+        also: None,
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct Conn<S: Service> {
     /// Milliseconds (reactor clock) of the last byte received, for the idle timeout.
     last_input: AtomicU64,
     pub(crate) io: Mutex<Io<S>>,
+    /// The service's facts about this connection (see `Service::Tag`).
+    pub(crate) tag: S::Tag,
 }
 
 impl<S: Service> Conn<S> {
@@ -185,6 +187,7 @@ impl<S: Service> Conn<S> {
                 inbuf: InBuf::default(),
                 session,
             }),
+            tag: S::Tag::default(),
         }
     }
 
