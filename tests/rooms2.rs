@@ -463,3 +463,45 @@ fn roles_bans_invitations_and_deletions_survive_a_restart() {
     assert_ok(&req(&mut ada, json!({"op": "create", "room": "gone"})));
     assert_eq!(ada.say("gone", "y")["seq"], 2);
 }
+
+/// The answers among `frames` (events excluded).
+fn answers(frames: &[Value]) -> Vec<&Value> {
+    frames.iter().filter(|f| f.get("ok").is_some()).collect()
+}
+
+#[test]
+fn a_ban_or_deletion_whose_commit_fails_is_taken_back() {
+    let dir = DataDir::new("rooms2-undo");
+    let (handle, addr) = start(on_disk(&dir));
+    drop(lobby(addr));
+    stop(handle);
+    dir.sql(
+        "CREATE TRIGGER no_ban BEFORE INSERT ON bans
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;
+         CREATE TRIGGER no_delete BEFORE DELETE ON rooms
+         BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+    );
+    let (handle, addr) = start(on_disk(&dir));
+    let mut bob = second2(addr, "bob");
+    for (n, op) in [
+        json!({"id": 1, "op": "ban", "room": "lobby", "user": "bob"}),
+        json!({"id": 2, "op": "delete_room", "room": "lobby"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut doomed = second2(addr, "ada");
+        doomed.send_json(op);
+        let frames = doomed.read_until_closed(Duration::from_secs(10));
+        assert!(answers(&frames).is_empty(), "request {n}: {frames:?}");
+    }
+    bob.expect_silence(QUIET);
+    let mut ada = second2(addr, "ada");
+    let r = req(&mut ada, json!({"op": "members", "room": "lobby"}));
+    assert_eq!(r["members"], json!(["ada", "bob", "cy"]), "{r}");
+    assert_eq!(r["roles"], json!({"ada": "owner"}), "{r}");
+    let r = req(&mut ada, json!({"op": "bans", "room": "lobby"}));
+    assert_eq!(r["bans"], json!([]), "{r}");
+    bob.say("lobby", "still here");
+    stop(handle);
+}
