@@ -204,6 +204,9 @@ impl Chat {
         for (name, hash) in snapshot.users {
             let _ = self.accounts.insert(&name, hash, |_| {});
         }
+        for name in snapshot.retired {
+            self.accounts.retire(name);
+        }
         let mut rooms = self.rooms.write();
         for row in snapshot.rooms {
             if let Some(creator) = self.accounts.user(&row.creator) {
@@ -523,7 +526,8 @@ impl Service for Chat {
             CloseReason::SlowConsumer
             | CloseReason::IdleTimeout
             | CloseReason::Shutdown
-            | CloseReason::ServerFull => Some(protocol::event(
+            | CloseReason::ServerFull
+            | CloseReason::Service(_) => Some(protocol::event(
                 "closing",
                 &ClosingEvent {
                     reason: reason.as_str(),

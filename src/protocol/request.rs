@@ -72,6 +72,13 @@ pub(crate) enum Request<'a> {
         query: HistoryQuery,
     },
     Quit,
+    ChangePassword {
+        old_password: Cow<'a, str>,
+        new_password: Cow<'a, str>,
+    },
+    DeleteAccount {
+        password: Cow<'a, str>,
+    },
 }
 
 impl Request<'_> {
@@ -132,6 +139,20 @@ struct Envelope<'a> {
 struct Credentials<'a> {
     #[serde(borrow)]
     user: Cow<'a, str>,
+    #[serde(borrow)]
+    password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordFields<'a> {
+    #[serde(borrow)]
+    old_password: Cow<'a, str>,
+    #[serde(borrow)]
+    new_password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct PasswordField<'a> {
     #[serde(borrow)]
     password: Cow<'a, str>,
 }
@@ -239,11 +260,13 @@ pub(crate) enum OpKind {
     Dm,
     History,
     Quit,
+    ChangePassword,
+    DeleteAccount,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 17] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 19] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -261,6 +284,8 @@ impl OpKind {
         ("dm", OpKind::Dm),
         ("history", OpKind::History),
         ("quit", OpKind::Quit),
+        ("change_password", OpKind::ChangePassword),
+        ("delete_account", OpKind::DeleteAccount),
     ];
 }
 
@@ -384,6 +409,19 @@ pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request
             Request::Dm { to, text }
         }
         OpKind::History => history(head)?,
+        OpKind::ChangePassword => {
+            let ChangePasswordFields {
+                old_password,
+                new_password,
+            } = fields(head)?;
+            Request::ChangePassword {
+                old_password,
+                new_password,
+            }
+        }
+        OpKind::DeleteAccount => Request::DeleteAccount {
+            password: fields::<PasswordField<'_>>(head)?.password,
+        },
     };
     Ok(request)
 }
