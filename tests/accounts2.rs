@@ -33,6 +33,18 @@ fn closing_reason(line: &mut Line) -> Value {
 }
 
 #[test]
+fn hello_names_the_accounts_feature() {
+    let (_server, addr) = start_chat();
+    let r = Line::connect(addr).hello();
+    assert!(
+        r["features"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("accounts"))),
+        "{r}"
+    );
+}
+
+#[test]
 fn a_wrong_old_password_or_a_weak_new_one_changes_nothing_and_wrong_ones_count() {
     let (_server, addr) = start_chat();
     let mut ada = user2(addr, "ada");
