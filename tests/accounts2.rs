@@ -263,6 +263,54 @@ fn a_deletion_that_fails_to_commit_is_taken_back() {
     stop(handle);
 }
 
+#[test]
+fn a_busy_hashing_pool_answers_server_busy_with_retry_after_and_counts_nothing() {
+    let (_server, addr) = start(|c| {
+        c.bcrypt_cost = 12;
+        c.hash_threads = 1;
+        c.max_hash_wait = Duration::from_millis(300);
+    });
+    let mut ada = user2(addr, "ada");
+    // Logins of unknown names fill the one hashing thread's queue.
+    let mut ghosts: Vec<Line> = (0..40)
+        .map(|i| {
+            let mut g = Line::named(addr, &format!("ghost{i}"));
+            g.send_json(json!({"op": "login", "user": format!("ghost{i}"), "password": PASSWORD}));
+            g
+        })
+        .collect();
+    // Time for the server to read them (not a speed check): ada's requests come
+    // behind them.
+    std::thread::sleep(Duration::from_millis(100));
+    let busy = change_password(&mut ada, PASSWORD, NEW_PASSWORD);
+    assert_err(&busy, "server_busy");
+    assert!(
+        busy["retry_after"].as_u64().is_some_and(|ms| ms > 0),
+        "{busy}"
+    );
+    let busy = ada.request(json!({"op": "delete_account", "password": PASSWORD}));
+    assert_err(&busy, "server_busy");
+    assert!(busy["retry_after"].is_u64(), "{busy}");
+    for g in &mut ghosts {
+        let r = g.recv();
+        assert!(
+            r["error"] == "auth_failed" || r["error"] == "server_busy",
+            "{r}"
+        );
+    }
+    // Neither refusal counted as a failed check: five wrong ones still get through.
+    for _ in 0..5 {
+        assert_err(
+            &change_password(&mut ada, "wrong password", NEW_PASSWORD),
+            "auth_failed",
+        );
+    }
+    assert_err(
+        &change_password(&mut ada, PASSWORD, NEW_PASSWORD),
+        "rate_limited",
+    );
+}
+
 /// The whole suite again, with each server storing to a data directory.
 #[test]
 fn the_accounts_suite_passes_with_a_store() {
