@@ -547,6 +547,47 @@ fn restart_after_sigkill_keeps_everything() {
     restart_keeps_everything(Stop::Kill, "sigkill");
 }
 
+/// `change_password` and `delete_account` are acknowledged after their commit, so
+/// a `kill -9` right after the answers keeps both.
+#[test]
+fn account_changes_survive_sigkill() {
+    let dir = TempDir::new("accounts-sigkill");
+    let server = Server::start(dir.path(), &[]);
+    let mut ada = server.client();
+    ada.signup("ada", PASSWORD).unwrap();
+    ada.login("ada", PASSWORD).unwrap();
+    let mut carol = server.client();
+    carol.signup("carol", PASSWORD).unwrap();
+    carol.login("carol", PASSWORD).unwrap();
+    carol.create("den", None).unwrap();
+    ada.join("den").unwrap();
+    let new = json!({"old_password": PASSWORD, "new_password": BOB_PASSWORD});
+    ada.send_request("change_password", new).unwrap();
+    ada.recv_response().unwrap();
+    carol
+        .send_request("delete_account", json!({"password": PASSWORD}))
+        .unwrap();
+    carol.recv_response().unwrap();
+    server.stop(Stop::Kill);
+    drop((ada, carol));
+
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client();
+    assert_eq!(server_code(c.login("ada", PASSWORD)), ErrorCode::AuthFailed);
+    c.login("ada", BOB_PASSWORD).unwrap();
+    assert_eq!(
+        server_code(c.signup("carol", PASSWORD)),
+        ErrorCode::UserExists
+    );
+    let members = c.request("members", json!({"room": "den"})).unwrap();
+    assert_eq!(members["members"], json!(["ada"]));
+    assert_eq!(
+        members["roles"],
+        json!({"ada": "owner"}),
+        "ownership passed on"
+    );
+}
+
 // ------------------------------------------------------------------ crash under load
 
 /// A message whose `send` was acknowledged.

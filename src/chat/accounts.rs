@@ -1,8 +1,8 @@
 //! Users, their password hashes, session tokens and the failed-login limiter.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +40,24 @@ pub(crate) struct User {
     pub(crate) inbox: Mutex<VecDeque<Bytes>>,
     /// Rooms this user created since the server started (for `--max-rooms-per-user`).
     pub(crate) rooms_created: AtomicUsize,
+    /// How many times the password was changed (`change_password`; not a rehash):
+    /// a password checked before a change is not accepted after it.
+    generation: AtomicU64,
+    /// The account was deleted: a connection still logged in as it (closing) is
+    /// treated as logged out.
+    deleted: AtomicBool,
+}
+
+impl User {
+    /// See [`User::generation`]: read before a password check, compared after it.
+    pub(crate) fn password_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the account was deleted (`delete_account`).
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
 }
 
 /// A session token's SHA-256: what the server keeps instead of the token.
@@ -66,9 +84,22 @@ pub(crate) struct Limited {
     pub(crate) retry_after: Duration,
 }
 
+/// Sessions taken away from a user (`change_password`, `delete_account`), held so a
+/// failed commit can give them back.
+pub(crate) struct Revoked(Vec<(TokenHash, SessionRecord)>);
+
+impl Revoked {
+    /// The token hashes, for the store to delete.
+    pub(crate) fn hashes(&self) -> impl Iterator<Item = TokenHash> + '_ {
+        self.0.iter().map(|(hash, _)| *hash)
+    }
+}
+
 /// Every account and session.
 pub(crate) struct Accounts {
     users: RwLock<HashMap<String, Arc<User>>>,
+    /// Names of deleted accounts: never signed up again (taken with `users` locked).
+    retired: RwLock<HashSet<String>>,
     sessions: Mutex<HashMap<TokenHash, SessionRecord>>,
     attempts: Mutex<HashMap<String, Attempts>>,
     /// How many stored password hashes there are of each bcrypt cost.
@@ -84,6 +115,7 @@ impl Accounts {
     pub(crate) fn new(session_ttl: Duration) -> Accounts {
         Accounts {
             users: RwLock::new(HashMap::new()),
+            retired: RwLock::new(HashSet::new()),
             sessions: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             costs: Mutex::new([0; COSTS]),
@@ -95,8 +127,14 @@ impl Accounts {
         self.users.read().get(name).cloned()
     }
 
-    /// Registers a user whose password was hashed to `hash`. `then` runs while no
-    /// other registration can start, so what it hands the store is in order.
+    /// Whether `name` belongs to an account, or did to a deleted one.
+    pub(crate) fn taken(&self, name: &str) -> bool {
+        self.users.read().contains_key(name) || self.retired.read().contains(name)
+    }
+
+    /// Registers a user whose password was hashed to `hash` (refused if the name is
+    /// taken, see [`Accounts::taken`]). `then` runs while no other registration can
+    /// start, so what it hands the store is in order.
     pub(crate) fn insert(
         &self,
         name: &str,
@@ -104,7 +142,7 @@ impl Accounts {
         then: impl FnOnce(&Arc<User>),
     ) -> Result<Arc<User>, UserExists> {
         let mut users = self.users.write();
-        if users.contains_key(name) {
+        if users.contains_key(name) || self.retired.read().contains(name) {
             return Err(UserExists);
         }
         self.count_cost(&hash, 1);
@@ -115,6 +153,8 @@ impl Accounts {
             rooms: Mutex::new(BTreeSet::new()),
             inbox: Mutex::new(VecDeque::new()),
             rooms_created: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            deleted: AtomicBool::new(false),
         });
         users.insert(name.to_owned(), Arc::clone(&user));
         then(&user);
@@ -128,6 +168,34 @@ impl Accounts {
         if users.get(&user.name).is_some_and(|u| Arc::ptr_eq(u, user)) {
             users.remove(&user.name);
         }
+    }
+
+    /// Deletes `user`'s account: its name is retired for good. Returns false if it
+    /// was deleted already.
+    pub(crate) fn delete(&self, user: &Arc<User>) -> bool {
+        let mut users = self.users.write();
+        if !users.get(&user.name).is_some_and(|u| Arc::ptr_eq(u, user)) {
+            return false;
+        }
+        users.remove(&user.name);
+        self.retired.write().insert(user.name.clone());
+        user.deleted.store(true, Ordering::Release);
+        self.count_cost(&user.hash.lock(), -1);
+        true
+    }
+
+    /// Takes back a deletion whose commit failed.
+    pub(crate) fn undelete(&self, user: &Arc<User>) {
+        let mut users = self.users.write();
+        self.retired.write().remove(&user.name);
+        user.deleted.store(false, Ordering::Release);
+        self.count_cost(&user.hash.lock(), 1);
+        users.insert(user.name.clone(), Arc::clone(user));
+    }
+
+    /// A name of a deleted account, read back at start-up.
+    pub(crate) fn retire(&self, name: String) {
+        self.retired.write().insert(name);
     }
 
     /// Counts a login attempt for `name` as it starts, or refuses it: at most
@@ -189,6 +257,21 @@ impl Accounts {
         self.count_cost(&stored, -1);
         self.count_cost(&hash, 1);
         *stored = hash;
+    }
+
+    /// Replaces `user`'s password (`change_password`): checks of the old one still
+    /// under way fail. Returns the old hash.
+    pub(crate) fn change_password(&self, user: &User, hash: String) -> String {
+        let old = user.hash.lock().clone();
+        self.set_hash(user, hash);
+        user.generation.fetch_add(1, Ordering::AcqRel);
+        old
+    }
+
+    /// Takes back a password change whose commit failed.
+    pub(crate) fn unchange_password(&self, user: &User, old: String) {
+        self.set_hash(user, old);
+        user.generation.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn count_cost(&self, hash: &str, change: isize) {
@@ -286,6 +369,27 @@ impl Accounts {
     /// Whether an unused session has been idle for `--session-ttl`.
     fn expired(&self, record: &SessionRecord, now: u64) -> bool {
         Duration::from_millis(now.saturating_sub(record.idle_since)) >= self.session_ttl
+    }
+
+    /// Revokes every session of `user` but `keep`; returns them.
+    pub(crate) fn revoke_all(&self, user: &Arc<User>, keep: Option<&TokenHash>) -> Revoked {
+        let mut sessions = self.sessions.lock();
+        let hashes: Vec<TokenHash> = sessions
+            .iter()
+            .filter(|(hash, s)| Arc::ptr_eq(&s.user, user) && Some(*hash) != keep)
+            .map(|(hash, _)| *hash)
+            .collect();
+        Revoked(
+            hashes
+                .into_iter()
+                .filter_map(|hash| sessions.remove(&hash).map(|s| (hash, s)))
+                .collect(),
+        )
+    }
+
+    /// Gives back sessions revoked by a change whose commit failed.
+    pub(crate) fn reinstate(&self, revoked: Revoked) {
+        self.sessions.lock().extend(revoked.0);
     }
 
     /// `logout`: no later `resume` accepts the token.

@@ -18,7 +18,7 @@ use crate::chat::room::{self, Room, RoomEvent, RoomState};
 use crate::chat::{Chat, Peer};
 use crate::metrics::ChatMetrics;
 use crate::store::{Store, Write};
-use crate::transport::service::{CloseReason, Flusher};
+use crate::transport::service::{CloseReason, Flusher, Service};
 
 /// What waits for a store commit: the effects of one request, in order.
 pub(crate) struct Deferred {
@@ -84,6 +84,9 @@ pub(crate) enum Effect {
     },
     /// Close the connection once its answers are written (`quit`).
     Finish(Peer),
+    /// Close the connection after what is queued to it, with a `closing` event
+    /// naming `reason` (`password_changed`, `account_deleted`).
+    Close(Peer, &'static str),
     /// Takes back a change made in memory ahead of its commit, if the commit fails:
     /// memory shows only what was committed.
     Undo(Undo),
@@ -133,6 +136,11 @@ impl Effect {
                 peer.close_when_drained(CloseReason::Quit, None);
                 (0, None)
             }
+            Effect::Close(peer, reason) => {
+                let reason = CloseReason::Service(reason);
+                peer.close_when_drained(reason, Chat::closing_frame(reason));
+                (0, None)
+            }
             Effect::Undo(_) => (0, None),
             Effect::Call(call) => {
                 call(flusher);
@@ -148,7 +156,7 @@ impl Effect {
         match self {
             Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
             Effect::Undo(undo) => undo(),
-            Effect::Room(..) | Effect::Dm { .. } | Effect::Call(_) => {}
+            Effect::Room(..) | Effect::Dm { .. } | Effect::Call(_) | Effect::Close(..) => {}
         }
     }
 }
@@ -325,6 +333,37 @@ impl<'a> Out<'a> {
                 self.metrics.deliveries.add(delivered as u64);
             }
             conn.send(answer, self.flusher);
+        }
+    }
+
+    /// Like [`Out::room_commit`] for one change to several rooms whose locks the
+    /// caller holds (`delete_account`): stores `writes`, then delivers each room's
+    /// events, then runs `effects`.
+    pub(crate) fn rooms_commit(
+        &mut self,
+        writes: Vec<Write>,
+        rooms: Vec<(&Arc<Room>, &mut RoomState, Vec<RoomEvent>)>,
+        effects: Vec<Effect>,
+    ) {
+        if self.defers(true) {
+            let mut all: Vec<Effect> = rooms
+                .into_iter()
+                .flat_map(|(room, _, events)| {
+                    events
+                        .into_iter()
+                        .map(|event| Effect::Room(Arc::clone(room), event))
+                })
+                .collect();
+            all.extend(effects);
+            self.commit(writes, all);
+        } else {
+            for (_, state, events) in rooms {
+                for event in events {
+                    let delivered = event.apply(state, self.flusher);
+                    self.metrics.deliveries.add(delivered as u64);
+                }
+            }
+            self.commit(Vec::new(), effects);
         }
     }
 

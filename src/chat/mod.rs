@@ -214,6 +214,9 @@ impl Chat {
             let _ = self.accounts.insert(&name, hash, |_| {});
         }
         *self.deleted_rooms.lock() = snapshot.deleted_rooms.into_iter().collect();
+        for name in snapshot.retired {
+            self.accounts.retire(name);
+        }
         let mut rooms = self.rooms.write();
         for mut row in snapshot.rooms {
             if let Some(creator) = self.accounts.user(&row.creator) {
@@ -535,7 +538,8 @@ impl Service for Chat {
             CloseReason::SlowConsumer
             | CloseReason::IdleTimeout
             | CloseReason::Shutdown
-            | CloseReason::ServerFull => Some(protocol::event(
+            | CloseReason::ServerFull
+            | CloseReason::Service(_) => Some(protocol::event(
                 "closing",
                 &ClosingEvent {
                     reason: reason.as_str(),

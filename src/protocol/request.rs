@@ -109,6 +109,13 @@ pub(crate) enum Request<'a> {
     DeleteRoom {
         room: Cow<'a, str>,
     },
+    ChangePassword {
+        old_password: Cow<'a, str>,
+        new_password: Cow<'a, str>,
+    },
+    DeleteAccount {
+        password: Cow<'a, str>,
+    },
 }
 
 /// A room and a user in it that a moderation op names.
@@ -178,6 +185,20 @@ struct Envelope<'a> {
 struct Credentials<'a> {
     #[serde(borrow)]
     user: Cow<'a, str>,
+    #[serde(borrow)]
+    password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordFields<'a> {
+    #[serde(borrow)]
+    old_password: Cow<'a, str>,
+    #[serde(borrow)]
+    new_password: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct PasswordField<'a> {
     #[serde(borrow)]
     password: Cow<'a, str>,
 }
@@ -331,11 +352,13 @@ pub(crate) enum OpKind {
     SetRoom,
     Invite,
     DeleteRoom,
+    ChangePassword,
+    DeleteAccount,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 26] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 28] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -362,6 +385,8 @@ impl OpKind {
         ("set_room", OpKind::SetRoom),
         ("invite", OpKind::Invite),
         ("delete_room", OpKind::DeleteRoom),
+        ("change_password", OpKind::ChangePassword),
+        ("delete_account", OpKind::DeleteAccount),
     ];
 }
 
@@ -493,13 +518,13 @@ pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request
             Request::Dm { to, text }
         }
         OpKind::History => history(head)?,
-        _ => moderation(head, kind)?,
+        _ => protocol2(head, kind)?,
     };
     Ok(request)
 }
 
-/// The fields of the room-moderation ops (protocol 2).
-fn moderation<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
+/// The fields of the ops protocol 2 added.
+fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
     let request = match kind {
         OpKind::SetRole => {
             let SetRoleFields { room, user, role } = fields(head)?;
@@ -532,9 +557,24 @@ fn moderation<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a
             let SetRoomFields { room, invite_only } = fields(head)?;
             Request::SetRoom { room, invite_only }
         }
-        _ => Request::DeleteRoom {
+        OpKind::DeleteRoom => Request::DeleteRoom {
             room: fields::<RoomField<'_>>(head)?.room,
         },
+        OpKind::ChangePassword => {
+            let ChangePasswordFields {
+                old_password,
+                new_password,
+            } = fields(head)?;
+            Request::ChangePassword {
+                old_password,
+                new_password,
+            }
+        }
+        OpKind::DeleteAccount => Request::DeleteAccount {
+            password: fields::<PasswordField<'_>>(head)?.password,
+        },
+        // `parse_request` reads the protocol-1 ops itself.
+        _ => return Err(unknown_op(head)),
     };
     Ok(request)
 }

@@ -202,9 +202,16 @@ pub(crate) enum Write {
         hash: [u8; 32],
         used: u64,
     },
-    /// The session is gone: logged out, or expired.
+    /// The session is gone: logged out, expired, or revoked by a password change.
     RevokeSession {
         hash: [u8; 32],
+    },
+    /// The account is deleted (at `ts`, ms since the epoch): its sessions,
+    /// memberships, invitations, blocks, nonces and kept DMs go, and its name is
+    /// retired for good. Its messages stay in history under the name.
+    DeleteUser {
+        name: String,
+        ts: u64,
     },
 }
 
@@ -275,6 +282,8 @@ pub(crate) struct Snapshot {
     pub(crate) sessions: Vec<SessionRow>,
     /// (name, last seq) of deleted rooms.
     pub(crate) deleted_rooms: Vec<(String, u64)>,
+    /// The names of deleted accounts.
+    pub(crate) retired: Vec<String>,
 }
 
 /// A store backend: where the writer's batches go and history is read from.

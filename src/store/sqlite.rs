@@ -325,6 +325,10 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let mut retired = conn.prepare("SELECT name FROM retired_names")?;
+    snapshot.retired = retired
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(snapshot)
 }
 
@@ -446,7 +450,8 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         | Write::PasswordHash { .. }
         | Write::Session { .. }
         | Write::TouchSession { .. }
-        | Write::RevokeSession { .. } => apply_user_write(tx, write),
+        | Write::RevokeSession { .. }
+        | Write::DeleteUser { .. } => apply_user_write(tx, write),
         Write::Topic { .. }
         | Write::InviteOnly { .. }
         | Write::Ban { .. }
@@ -514,6 +519,27 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     }
 }
 
+/// Deletes an account and what is kept for it; its name goes to `retired_names`.
+/// Rooms it owned were handed on by `SetRole` writes before this one.
+fn delete_user(tx: &rusqlite::Savepoint<'_>, name: &str, ts: u64) -> rusqlite::Result<()> {
+    for sql in [
+        "DELETE FROM sessions WHERE user = ?1",
+        "DELETE FROM memberships WHERE user = ?1",
+        "DELETE FROM invitations WHERE user = ?1",
+        "DELETE FROM blocks WHERE user = ?1 OR blocked = ?1",
+        "DELETE FROM nonces WHERE user = ?1",
+        "DELETE FROM pending_dms WHERE recipient = ?1",
+        "DELETE FROM users WHERE name = ?1",
+    ] {
+        run(tx, sql, params![name])?;
+    }
+    run(
+        tx,
+        "INSERT OR IGNORE INTO retired_names (name, ts) VALUES (?1, ?2)",
+        params![name, ts],
+    )
+}
+
 /// The writes that concern one user: kept DMs, password hashes and sessions.
 fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     match write {
@@ -563,6 +589,7 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
             "DELETE FROM sessions WHERE token_hash = ?1",
             params![&hash[..]],
         ),
+        Write::DeleteUser { name, ts } => delete_user(tx, name, *ts),
         Write::User { .. }
         | Write::Room { .. }
         | Write::Join { .. }

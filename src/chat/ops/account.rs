@@ -20,7 +20,7 @@ use crate::protocol::json::Reply;
 use crate::store::Write;
 use crate::transport::service::pending;
 
-/// The result of a `signup` or `login` that went to the hashing pool.
+/// The result of a request that went to the hashing pool.
 pub(crate) enum Hashed {
     Signup {
         id: Option<Box<RawValue>>,
@@ -31,8 +31,26 @@ pub(crate) enum Hashed {
         id: Option<Box<RawValue>>,
         user: String,
         verified: bool,
+        /// The account's password generation when checked (see
+        /// `User::password_generation`): a login whose account changed its password
+        /// meanwhile fails.
+        checked: Option<u64>,
         /// The password hashed at the current cost, when the stored hash has another.
         rehash: Option<String>,
+    },
+    /// `change_password`: whether the old password was right, and the new one's
+    /// hash (`None` if it was wrong or hashing failed).
+    ChangePassword {
+        id: Option<Box<RawValue>>,
+        verified: bool,
+        checked: u64,
+        hash: Option<String>,
+    },
+    /// `delete_account`: whether the password was right.
+    DeleteAccount {
+        id: Option<Box<RawValue>>,
+        verified: bool,
+        checked: u64,
     },
 }
 
@@ -53,7 +71,8 @@ impl Chat {
         if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
             return fail(ErrorCode::WeakPassword, "a password is 8-72 bytes");
         }
-        if self.accounts.user(user).is_some() {
+        // A deleted account's name stays taken for good.
+        if self.accounts.taken(user) {
             return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));
         }
         let cost = self.bcrypt_cost;
@@ -82,10 +101,11 @@ impl Chat {
                 limited.retry_after,
             );
         }
-        let stored = (password.len() <= MAX_PASSWORD)
+        let account = (password.len() <= MAX_PASSWORD)
             .then(|| self.accounts.user(user))
-            .flatten()
-            .map(|u| u.hash.lock().clone());
+            .flatten();
+        let checked = account.as_ref().map(|u| u.password_generation());
+        let stored = account.map(|u| u.hash.lock().clone());
         let slowest = self.accounts.slowest_cost(self.bcrypt_cost);
         let cost = self.bcrypt_cost;
         let (id, name) = (id.map(RawValue::to_owned), user.to_owned());
@@ -99,6 +119,7 @@ impl Chat {
                 id,
                 user: name,
                 verified,
+                checked,
                 rehash,
             }
         })
@@ -143,10 +164,31 @@ impl Chat {
                 id,
                 user,
                 verified,
+                checked,
                 rehash,
             } => {
-                let account = self.accounts.user(&user).filter(|_| verified);
+                let account = self
+                    .accounts
+                    .user(&user)
+                    .filter(|a| verified && checked == Some(a.password_generation()));
                 self.finish_login(conn, session, id.as_deref(), account, rehash, out);
+            }
+            Hashed::ChangePassword {
+                id,
+                verified,
+                checked,
+                hash,
+            } => {
+                let verified = verified && self.password_unchanged(session, checked);
+                self.finish_change_password(conn, session, id.as_deref(), verified, hash, out);
+            }
+            Hashed::DeleteAccount {
+                id,
+                verified,
+                checked,
+            } => {
+                let verified = verified && self.password_unchanged(session, checked);
+                self.finish_delete_account(conn, session, id.as_deref(), verified, out);
             }
         }
     }

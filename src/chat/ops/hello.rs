@@ -19,6 +19,7 @@ const FEATURES: &[&str] = &[
     "moderation",
     "invite_only",
     "room_deletion",
+    "accounts",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

@@ -1,6 +1,7 @@
 //! The chat operations, one file per family (as mini-redis keeps one file per
 //! command): accounts and sessions (`account`), rooms (`rooms`), room messages and
-//! history (`messages`), direct messages (`direct`). This file is the dispatch table:
+//! history (`messages`), direct messages (`direct`), managing one's own account
+//! (`profile`). This file is the dispatch table:
 //! a parsed request to the method that runs it, and embedders' commands.
 
 mod account;
@@ -9,6 +10,7 @@ mod hello;
 mod invites;
 mod messages;
 mod moderation;
+mod profile;
 mod rooms;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -126,6 +128,10 @@ impl Chat {
                 return Step::Next;
             }
         };
+        // A connection of a deleted account (closing already) is logged out.
+        if session.login.as_ref().is_some_and(|l| l.user.is_deleted()) {
+            self.log_out(conn, session);
+        }
         if session.login.is_none() && !request.allowed_anonymously() {
             let message = "log in first (`login` or `resume`)";
             out.reply(conn, self.error(id, &ErrorCode::NotAuthenticated, message));
@@ -191,6 +197,21 @@ impl Chat {
                     ],
                 );
                 return (Ok(None), Step::Quit);
+            }
+            Request::ChangePassword {
+                old_password,
+                new_password,
+            } => {
+                return parked(self.change_password(
+                    conn,
+                    session,
+                    id,
+                    &old_password,
+                    &new_password,
+                ));
+            }
+            Request::DeleteAccount { password } => {
+                return parked(self.delete_account(conn, session, id, &password));
             }
             request => self.run_moderation(conn, session, id, request, out),
         };

@@ -63,6 +63,9 @@ pub(crate) enum CloseReason {
     ServerFull,
     /// A socket error.
     Error,
+    /// The service closed it for a reason of its own, named here (logged, and told
+    /// to the client however the service does that).
+    Service(&'static str),
 }
 
 impl CloseReason {
@@ -77,6 +80,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::ServerFull => "server_full",
             CloseReason::Error => "error",
+            CloseReason::Service(reason) => reason,
         }
     }
 }
