@@ -283,12 +283,17 @@ impl Chat {
         // The kept DMs that fit the answer budget, oldest first: all of them at once
         // could pass the outbound limit and cut the client off with them. The rest
         // stay kept (and stored) for the next login.
+        let protocol = conn.tag.protocol();
         let kept: Vec<Bytes> = {
             let mut online = user.online.lock();
             online.push(Arc::clone(conn));
             let mut inbox = user.inbox.lock();
-            let fit = take_within(inbox.iter(), self.answer_budget.kept_dms).len();
-            inbox.drain(..fit).collect()
+            let frames = inbox.iter().map(|dm| dm.for_protocol(protocol));
+            let fit = take_within(frames, self.answer_budget.kept_dms).len();
+            inbox
+                .drain(..fit)
+                .map(|dm| dm.for_protocol(protocol).clone())
+                .collect()
         };
         if !kept.is_empty() {
             writes.extend(out.durable(|| Write::ClearDms {
