@@ -398,3 +398,45 @@ fn a_blocked_users_dms_are_dropped_while_the_sender_gets_ok() {
     assert_eq!(r["seq"], 4);
     assert_eq!(bob.expect_event("dm")["seq"], 4);
 }
+
+/// A commit that takes a while (about half a second of CPU) for a message whose text
+/// is `slow`, so that a repeat can arrive before the first is stored.
+const SLOW_TRIGGER: &str = "CREATE TRIGGER slow BEFORE INSERT ON messages WHEN NEW.text = 'slow'
+     BEGIN SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c
+     WHERE x < 3000000) SELECT x FROM c); END;";
+
+#[test]
+fn a_repeat_arriving_before_the_first_is_stored_waits_for_its_answer() {
+    let dir = DataDir::new("nonce-wait");
+    let (handle, addr) = start(on_disk(&dir));
+    let mut ada = user2(addr, "ada");
+    ada.create("lobby");
+    user2(addr, "bob").join("lobby");
+    drop(ada);
+    stop(handle);
+    dir.sql(SLOW_TRIGGER);
+    let (_handle, addr) = start(on_disk(&dir));
+    let mut ada = Line::named(addr, "ada");
+    ada.hello();
+    ada.login("ada");
+    let mut ada2 = second2(addr, "ada");
+    let mut bob = Line::named(addr, "bob");
+    bob.hello();
+    bob.login("bob");
+    let send = json!({"op": "send", "room": "lobby", "text": "slow", "nonce": "w"});
+    ada.send_json(send.clone());
+    // Most likely the first is still being stored: the repeat's answer waits for it
+    // (whichever comes first, both get one answer and one message goes out).
+    std::thread::sleep(Duration::from_millis(100));
+    let repeat = ada2.request(send);
+    let first = ada.recv();
+    assert_ok(&first);
+    assert_eq!(
+        (repeat["seq"].clone(), repeat["ts"].clone()),
+        (first["seq"].clone(), first["ts"].clone())
+    );
+    assert_eq!(bob.expect_event("message")["seq"], first["seq"]);
+    bob.expect_silence(QUIET);
+    let history = ada.request(json!({"op": "history", "room": "lobby"}));
+    assert_eq!(seqs(&history, "messages"), vec![1]);
+}
