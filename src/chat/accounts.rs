@@ -37,7 +37,9 @@ pub(crate) struct User {
     /// room's lock).
     pub(crate) rooms: Mutex<BTreeSet<String>>,
     /// `dm` events that arrived while no connection was logged in.
-    pub(crate) inbox: Mutex<VecDeque<Bytes>>,
+    pub(crate) inbox: Mutex<VecDeque<KeptDm>>,
+    /// The users whose DMs this user does not get (PROTOCOL-2 section 7).
+    pub(crate) blocked: Mutex<BTreeSet<String>>,
     /// Rooms this user created since the server started (for `--max-rooms-per-user`).
     pub(crate) rooms_created: AtomicUsize,
     /// How many times the password was changed (`change_password`; not a rehash):
@@ -57,6 +59,27 @@ impl User {
     /// Whether the account was deleted (`delete_account`).
     pub(crate) fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+}
+
+/// A kept `dm` event, as each protocol version gets it.
+pub(crate) struct KeptDm {
+    pub(crate) v1: Bytes,
+    pub(crate) v2: Bytes,
+}
+
+impl KeptDm {
+    /// The frame for a connection speaking `protocol`.
+    pub(crate) fn for_protocol(&self, protocol: u8) -> &Bytes {
+        if protocol >= 2 { &self.v2 } else { &self.v1 }
+    }
+}
+
+impl User {
+    /// Whether this user blocks `name`: DMs and invitations from them are dropped
+    /// without telling them (PROTOCOL-2 section 7).
+    pub(crate) fn blocks(&self, name: &str) -> bool {
+        self.blocked.lock().contains(name)
     }
 }
 
@@ -152,6 +175,7 @@ impl Accounts {
             online: Mutex::new(Vec::new()),
             rooms: Mutex::new(BTreeSet::new()),
             inbox: Mutex::new(VecDeque::new()),
+            blocked: Mutex::new(BTreeSet::new()),
             rooms_created: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             deleted: AtomicBool::new(false),

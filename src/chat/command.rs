@@ -111,7 +111,7 @@ impl Context<'_> {
         })?;
         self.effects.push(Effect::Dm {
             to,
-            frame,
+            frames: Frames::both(frame),
             skip_conn: self.conn.key,
             keep: Keep::Never,
         });

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::chat::accounts::{INBOX_CAP, User};
+use crate::chat::accounts::{INBOX_CAP, KeptDm, User};
 use crate::chat::delivery::Delivery;
-use crate::chat::room::{self, Room, RoomEvent, RoomState};
+use crate::chat::room::{self, Frames, Room, RoomEvent, RoomState};
 use crate::chat::{Chat, Peer};
 use crate::metrics::ChatMetrics;
 use crate::store::{Store, Write};
@@ -74,14 +74,28 @@ pub(crate) enum Effect {
     Send(Peer, Bytes),
     /// An event in a room.
     Room(Arc<Room>, RoomEvent),
-    /// A frame for every connection of `to` but `skip_conn`; if `to` has none, kept
-    /// for the next login or dropped, as `keep` says.
+    /// A frame for every connection of `to` but `skip_conn`, as its protocol
+    /// version gets it; if `to` has none, kept for the next login or dropped, as
+    /// `keep` says.
     Dm {
         to: Arc<User>,
-        frame: Bytes,
+        frames: Frames,
         skip_conn: usize,
         keep: Keep,
     },
+    /// A frame for every protocol-2 connection of `to` but `skip_conn`, never kept
+    /// (one's own DM on one's other devices).
+    User {
+        to: Arc<User>,
+        frame: Bytes,
+        skip_conn: usize,
+    },
+    /// A change to memory that may show only once committed (a DM joins its
+    /// conversation); dropped if the commit fails.
+    Committed(Box<dyn FnOnce() + Send>),
+    /// An answer decided when it runs, after every earlier commit: a repeated nonce
+    /// gets its first request's answer only once that one is committed.
+    Answer(Peer, Box<dyn FnOnce() -> Bytes + Send>),
     /// Close the connection once its answers are written (`quit`).
     Finish(Peer),
     /// Close the connection after what is queued to it, with a `closing` event
@@ -128,10 +142,28 @@ impl Effect {
             Effect::Room(room, event) => (event.apply(&mut room.state.lock(), flusher), None),
             Effect::Dm {
                 to,
-                frame,
+                frames,
                 skip_conn,
                 keep,
-            } => deliver_dm(to, frame, skip_conn, keep, flusher),
+            } => deliver_dm(to, frames, skip_conn, keep, flusher),
+            Effect::User {
+                to,
+                frame,
+                skip_conn,
+            } => {
+                let frames = Frames::v2_only(frame);
+                let online = to.online.lock();
+                let sent = room::deliver_frames(&online, &frames, skip_conn, false, flusher);
+                (sent, None)
+            }
+            Effect::Committed(change) => {
+                change();
+                (0, None)
+            }
+            Effect::Answer(peer, answer) => {
+                peer.send(answer(), flusher);
+                (0, None)
+            }
             Effect::Finish(peer) => {
                 peer.close_when_drained(CloseReason::Quit, None);
                 (0, None)
@@ -154,9 +186,16 @@ impl Effect {
     /// message's seq stays unused (seqs are never reused).
     pub(crate) fn fail(self) {
         match self {
-            Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
+            Effect::Send(peer, _) | Effect::Finish(peer) | Effect::Answer(peer, _) => {
+                peer.abort(CloseReason::Error);
+            }
             Effect::Undo(undo) => undo(),
-            Effect::Room(..) | Effect::Dm { .. } | Effect::Call(_) | Effect::Close(..) => {}
+            Effect::Room(..)
+            | Effect::Dm { .. }
+            | Effect::Call(_)
+            | Effect::Close(..)
+            | Effect::User { .. }
+            | Effect::Committed(_) => {}
         }
     }
 }
@@ -166,14 +205,15 @@ impl Effect {
 /// the look and the keeping.
 fn deliver_dm(
     to: Arc<User>,
-    frame: Bytes,
+    frames: Frames,
     skip_conn: usize,
     keep: Keep,
     flusher: &mut Flusher<Chat>,
 ) -> (usize, Option<Unstored>) {
     let online = to.online.lock();
     if !online.is_empty() {
-        return (room::deliver_to(&online, &frame, skip_conn, flusher), None);
+        let sent = room::deliver_frames(&online, &frames, skip_conn, true, flusher);
+        return (sent, None);
     }
     match keep {
         Keep::Never => {}
@@ -182,13 +222,15 @@ fn deliver_dm(
             if inbox.len() == INBOX_CAP {
                 inbox.pop_front();
             }
-            inbox.push_back(frame);
+            let Frames { v2, v1 } = frames;
+            let v1 = v1.unwrap_or_else(|| v2.clone());
+            inbox.push_back(KeptDm { v1, v2 });
         }
         Keep::StoreFirst(write) => {
             drop(online);
             let kept = Effect::Dm {
                 to,
-                frame,
+                frames,
                 skip_conn,
                 keep: Keep::Kept,
             };
@@ -293,6 +335,15 @@ impl<'a> Out<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs `effects` after everything submitted so far is committed (at once
+    /// without a store).
+    pub(crate) fn after_commits(&mut self, effects: Vec<Effect>) {
+        match self.store {
+            Some(store) => submit(store, Vec::new(), effects, self.owner),
+            None => self.commit(Vec::new(), effects),
         }
     }
 

@@ -12,10 +12,12 @@ pub(crate) mod access;
 pub(crate) mod accounts;
 mod budget;
 pub(crate) mod command;
+mod conversation;
 mod delivery;
 pub(crate) mod effects;
 mod hasher;
 mod limiter;
+mod nonces;
 mod ops;
 pub(crate) mod room;
 
@@ -31,13 +33,15 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 
 use crate::chat::access::{Access, KeptInvites};
-use crate::chat::accounts::{Accounts, TokenHash, User};
+use crate::chat::accounts::{Accounts, KeptDm, TokenHash, User};
 use crate::chat::budget::AnswerBudget;
 use crate::chat::command::{CommandError, Extensions, Hooks};
+use crate::chat::conversation::Conversations;
 use crate::chat::delivery::Delivery;
 use crate::chat::effects::{Deferred, Out, Pending, run_committed, submit};
 use crate::chat::hasher::Hasher;
 use crate::chat::limiter::FrameLimiter;
+use crate::chat::nonces::Nonces;
 use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
 use crate::chat::room::{Role, Room};
 use crate::config::Config;
@@ -46,7 +50,7 @@ use crate::metrics::{ChatMetrics, Encoder};
 use crate::protocol::framing::{Split, Splitter};
 use crate::protocol::json::{self as protocol, ClosingEvent, DmEvent};
 use crate::protocol::request::{self, OpKind};
-use crate::store::{SessionRow, Snapshot, Store, Write};
+use crate::store::{DmRow, SessionRow, Snapshot, Store, Write};
 use crate::transport::service::{CloseReason, Conn, Flow, Flusher, Io, Pool, Service, pending};
 
 /// A logged-in connection as the chat state sees it: where its events are queued.
@@ -89,6 +93,10 @@ pub(crate) struct Chat {
     hooks: Hooks,
     accounts: Arc<Accounts>,
     rooms: Arc<RwLock<BTreeMap<String, Arc<Room>>>>,
+    /// Every DM conversation.
+    conversations: Conversations,
+    /// The nonces of `send` and `dm`.
+    nonces: Arc<Nonces>,
     hasher: Hasher,
     /// Where changes are made durable; `None` keeps everything in memory only.
     store: Option<Store<Deferred>>,
@@ -174,6 +182,8 @@ impl Chat {
             hooks: extensions.hooks,
             accounts: Arc::new(Accounts::new(config.session_ttl)),
             rooms: Arc::default(),
+            conversations: Conversations::default(),
+            nonces: Arc::default(),
             hasher: Hasher::new(config.hash_threads, config.max_hash_wait, first_estimate),
             store,
             bcrypt_cost: config.bcrypt_cost,
@@ -251,20 +261,39 @@ impl Chat {
             }
             rooms.insert(row.name, Arc::new(room));
         }
-        for (to, from, text, ts) in snapshot.dms {
-            if let Some(user) = self.accounts.user(&to) {
-                let event = protocol::event(
-                    "dm",
-                    &DmEvent {
-                        from: &from,
-                        text: &text,
-                        ts,
-                    },
-                );
-                user.inbox.lock().push_back(event);
+        drop(rooms);
+        self.restore_direct(snapshot.conversations, snapshot.dms);
+        self.nonces.restore(snapshot.nonces);
+        for (user, blocked) in snapshot.blocks {
+            if let Some(user) = self.accounts.user(&user) {
+                user.blocked.lock().insert(blocked);
             }
         }
         self.restore_sessions(snapshot.sessions)
+    }
+
+    /// Brings back the DM conversations and the DMs kept for offline users.
+    fn restore_direct(&self, conversations: Vec<DmRow>, kept: Vec<DmRow>) {
+        for row in conversations {
+            let conversation = self
+                .conversations
+                .open(&row.from, &row.to, self.history_cap);
+            conversation.state.lock().commit(&conversation.users, row);
+        }
+        for row in kept {
+            if let Some(user) = self.accounts.user(&row.to) {
+                let v1 = protocol::event(
+                    "dm",
+                    &DmEvent {
+                        from: &row.from,
+                        text: &row.text,
+                        ts: row.ts,
+                    },
+                );
+                let v2 = conversation::encode(&row.to, &row);
+                user.inbox.lock().push_back(KeptDm { v1, v2 });
+            }
+        }
     }
 
     /// Brings back the stored sessions with the idle time they had; returns the

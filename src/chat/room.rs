@@ -342,13 +342,15 @@ impl RoomState {
             .sum()
     }
 
-    /// Assigns the next seq to a message from `from`; returns its seq, ts and encoded
-    /// event. It joins the history at its commit (`commit_message`).
+    /// Assigns the next seq to a message from `from` (answering `reply_to`); returns
+    /// its seq, ts and encoded event. It joins the history at its commit
+    /// (`commit_message`).
     pub(crate) fn append(
         &mut self,
         room: &str,
         from: &str,
         text: &str,
+        reply_to: Option<u64>,
         now_ms: u64,
     ) -> (u64, u64, Bytes) {
         self.last_seq += 1;
@@ -362,6 +364,7 @@ impl RoomState {
                 text,
                 seq: self.last_seq,
                 ts: self.last_ts,
+                reply_to,
             },
         );
         (self.last_seq, self.last_ts, event)
@@ -435,6 +438,7 @@ pub(crate) fn encode_message(room: &str, row: &MessageRow) -> Bytes {
             text: &row.text,
             seq: row.seq,
             ts: row.ts,
+            reply_to: row.reply_to,
         },
     )
 }

@@ -136,14 +136,31 @@ pub(crate) struct MessageEvent<'a> {
     pub(crate) text: &'a str,
     pub(crate) seq: u64,
     pub(crate) ts: u64,
+    /// The seq of the message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_to: Option<u64>,
 }
 
-/// A `dm` event.
+/// A `dm` event as protocol 1 has it.
 #[derive(Serialize)]
 pub(crate) struct DmEvent<'a> {
     pub(crate) from: &'a str,
     pub(crate) text: &'a str,
     pub(crate) ts: u64,
+}
+
+/// A `dm` event as protocol 2 has it (PROTOCOL-2 section 3): `with` is the other
+/// party as the receiving user sees it (oneself in a DM to oneself).
+#[derive(Serialize)]
+pub(crate) struct DmEvent2<'a> {
+    pub(crate) from: &'a str,
+    pub(crate) to: &'a str,
+    pub(crate) with: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) ts: u64,
+    pub(crate) text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reply_to: Option<u64>,
 }
 
 /// A `joined` or `left` event's fields.

@@ -18,6 +18,8 @@ pub(crate) const HISTORY_MAX_LIMIT: u64 = 500;
 const HISTORY_DEFAULT_LIMIT: u64 = 50;
 /// Most entries of one page of a list (`rooms`), and the default (PROTOCOL-2 §4).
 const PAGE_MAX_LIMIT: u64 = 1000;
+/// Longest `nonce`, in bytes (PROTOCOL-2 section 6).
+const MAX_NONCE: usize = 64;
 
 /// A request frame, parsed and checked for shape and types.
 #[derive(Debug)]
@@ -63,11 +65,11 @@ pub(crate) enum Request<'a> {
     },
     Send {
         room: Cow<'a, str>,
-        text: Cow<'a, str>,
+        message: Message<'a>,
     },
     Dm {
         to: Cow<'a, str>,
-        text: Cow<'a, str>,
+        message: Message<'a>,
     },
     History {
         room: Cow<'a, str>,
@@ -116,6 +118,19 @@ pub(crate) enum Request<'a> {
     DeleteAccount {
         password: Cow<'a, str>,
     },
+    DmHistory {
+        with: Cow<'a, str>,
+        query: HistoryQuery,
+    },
+    Conversations {
+        page: Page<'a>,
+    },
+    /// `block` (`on`) or `unblock`.
+    Block {
+        user: Cow<'a, str>,
+        on: bool,
+    },
+    Blocks,
 }
 
 /// A room and a user in it that a moderation op names.
@@ -125,6 +140,17 @@ pub(crate) struct Target<'a> {
     pub(crate) room: Cow<'a, str>,
     #[serde(borrow)]
     pub(crate) user: Cow<'a, str>,
+}
+
+/// What `send` and `dm` carry besides their target.
+#[derive(Debug)]
+pub(crate) struct Message<'a> {
+    /// Not empty.
+    pub(crate) text: Cow<'a, str>,
+    /// 1-64 bytes: a repeat with it gets the first answer (PROTOCOL-2 section 6).
+    pub(crate) nonce: Option<Cow<'a, str>>,
+    /// The seq of the message answered.
+    pub(crate) reply_to: Option<u64>,
 }
 
 impl Request<'_> {
@@ -266,20 +292,26 @@ struct SetRoomFields<'a> {
     invite_only: bool,
 }
 
+/// The fields of `send` (`room`) and `dm` (`to`); serde's `flatten` would buffer
+/// the hot path's every frame, hence both targets here.
 #[derive(Deserialize)]
-struct SendFields<'a> {
-    #[serde(borrow)]
-    room: Cow<'a, str>,
+struct MessageFields<'a> {
+    #[serde(borrow, default)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    to: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Cow<'a, str>,
+    #[serde(borrow, default)]
+    nonce: Option<Cow<'a, str>>,
+    #[serde(default)]
+    reply_to: Option<u64>,
 }
 
 #[derive(Deserialize)]
-struct DmFields<'a> {
+struct UserField<'a> {
     #[serde(borrow)]
-    to: Cow<'a, str>,
-    #[serde(borrow)]
-    text: Cow<'a, str>,
+    user: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -290,8 +322,10 @@ struct EchoFields<'a> {
 
 #[derive(Deserialize)]
 struct HistoryFields<'a> {
-    #[serde(borrow)]
-    room: Cow<'a, str>,
+    #[serde(borrow, default)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    with: Option<Cow<'a, str>>,
     #[serde(default)]
     before: Option<u64>,
     #[serde(default)]
@@ -354,11 +388,16 @@ pub(crate) enum OpKind {
     DeleteRoom,
     ChangePassword,
     DeleteAccount,
+    DmHistory,
+    Conversations,
+    Block,
+    Unblock,
+    Blocks,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 28] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 33] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -387,6 +426,11 @@ impl OpKind {
         ("delete_room", OpKind::DeleteRoom),
         ("change_password", OpKind::ChangePassword),
         ("delete_account", OpKind::DeleteAccount),
+        ("dm_history", OpKind::DmHistory),
+        ("conversations", OpKind::Conversations),
+        ("block", OpKind::Block),
+        ("unblock", OpKind::Unblock),
+        ("blocks", OpKind::Blocks),
     ];
 }
 
@@ -507,17 +551,8 @@ pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request
             }
         }
         OpKind::Rooms => Request::Rooms { page: page(head)? },
-        OpKind::Send => {
-            let SendFields { room, text } = fields(head)?;
-            non_empty(head.id, &text)?;
-            Request::Send { room, text }
-        }
-        OpKind::Dm => {
-            let DmFields { to, text } = fields(head)?;
-            non_empty(head.id, &text)?;
-            Request::Dm { to, text }
-        }
-        OpKind::History => history(head)?,
+        OpKind::Send | OpKind::Dm => message(head, kind)?,
+        OpKind::History | OpKind::DmHistory => history(head, kind)?,
         _ => protocol2(head, kind)?,
     };
     Ok(request)
@@ -573,6 +608,12 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
         OpKind::DeleteAccount => Request::DeleteAccount {
             password: fields::<PasswordField<'_>>(head)?.password,
         },
+        OpKind::Conversations => Request::Conversations { page: page(head)? },
+        OpKind::Block | OpKind::Unblock => Request::Block {
+            user: fields::<UserField<'_>>(head)?.user,
+            on: kind == OpKind::Block,
+        },
+        OpKind::Blocks => Request::Blocks,
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };
@@ -590,15 +631,69 @@ fn fields<'a, T: Deserialize<'a>>(head: &Head<'a>) -> Result<T, Fault<'a>> {
     })
 }
 
-fn history<'a>(head: &Head<'a>) -> Result<Request<'a>, Fault<'a>> {
+/// `history {room}` or `dm_history {with}`, paged alike.
+fn history<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
     let f: HistoryFields<'_> = fields(head)?;
     let limit = limit(head.id, f.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
-    Ok(Request::History {
-        room: f.room,
-        query: HistoryQuery {
-            before: f.before,
-            after: f.after,
-            limit,
+    let query = HistoryQuery {
+        before: f.before,
+        after: f.after,
+        limit,
+    };
+    let missing = |field| missing(head, field);
+    Ok(match kind {
+        OpKind::DmHistory => Request::DmHistory {
+            with: f.with.ok_or_else(|| missing("with"))?,
+            query,
+        },
+        _ => Request::History {
+            room: f.room.ok_or_else(|| missing("room"))?,
+            query,
+        },
+    })
+}
+
+/// The `bad_request` for a frame without a field its op needs.
+fn missing<'a>(head: &Head<'a>, field: &str) -> Fault<'a> {
+    fault(
+        head.id,
+        ErrorCode::BadRequest,
+        format!("bad `{}` request: missing field `{field}`", head.op),
+    )
+}
+
+/// `send {room}` or `dm {to}`: the text must not be empty, a nonce 1-64 bytes.
+fn message<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
+    let f: MessageFields<'_> = fields(head)?;
+    let id = head.id;
+    let missing = |field| missing(head, field);
+    let target = match kind {
+        OpKind::Dm => f.to.ok_or_else(|| missing("to"))?,
+        _ => f.room.ok_or_else(|| missing("room"))?,
+    };
+    non_empty(id, &f.text)?;
+    if let Some(nonce) = &f.nonce
+        && !(1..=MAX_NONCE).contains(&nonce.len())
+    {
+        return Err(fault(
+            id,
+            ErrorCode::BadRequest,
+            format!("`nonce` must be 1 to {MAX_NONCE} bytes"),
+        ));
+    }
+    let message = Message {
+        text: f.text,
+        nonce: f.nonce,
+        reply_to: f.reply_to,
+    };
+    Ok(match kind {
+        OpKind::Dm => Request::Dm {
+            to: target,
+            message,
+        },
+        _ => Request::Send {
+            room: target,
+            message,
         },
     })
 }

@@ -6,6 +6,7 @@
 //! The store knows nothing of connections: each submission carries a payload that the
 //! writer hands back, in submission order, once the batch holding it has committed.
 
+mod direct;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -170,6 +171,8 @@ pub(crate) enum Write {
         from: String,
         text: String,
         ts: u64,
+        /// The seq of the message this one answers.
+        reply_to: Option<u64>,
     },
     /// A direct message kept for an offline recipient.
     KeepDm {
@@ -177,6 +180,9 @@ pub(crate) enum Write {
         from: String,
         text: String,
         ts: u64,
+        /// Its seq in the conversation.
+        seq: u64,
+        reply_to: Option<u64>,
         /// Most kept for one recipient: the oldest beyond it are dropped.
         cap: usize,
     },
@@ -213,6 +219,51 @@ pub(crate) enum Write {
         name: String,
         ts: u64,
     },
+    /// A direct message, `seq` in the conversation of `from` and `to`.
+    Dm(DmRow),
+    /// `user` used `nonce` for `op` (`send` or `dm`) to `target` (room or user) at
+    /// `ts` (ms since the epoch); `answer` is the answer's fields as a JSON object.
+    Nonce {
+        user: String,
+        nonce: String,
+        op: &'static str,
+        target: String,
+        answer: String,
+        ts: u64,
+    },
+    /// Nonces used before `before` (ms since the epoch) are forgotten.
+    PruneNonces {
+        before: u64,
+    },
+    /// `user` blocks (or, `on` false, no longer blocks) `blocked`.
+    Block {
+        user: String,
+        blocked: String,
+        on: bool,
+    },
+}
+
+/// A stored direct message.
+#[derive(Debug, Clone)]
+pub(crate) struct DmRow {
+    pub(crate) seq: u64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) text: String,
+    pub(crate) ts: u64,
+    pub(crate) reply_to: Option<u64>,
+    /// From a user the recipient blocks: only the sender sees it.
+    pub(crate) hidden: bool,
+}
+
+/// A stored nonce (see [`Write::Nonce`]).
+pub(crate) struct NonceRow {
+    pub(crate) user: String,
+    pub(crate) nonce: String,
+    pub(crate) op: String,
+    pub(crate) target: String,
+    pub(crate) answer: String,
+    pub(crate) ts: u64,
 }
 
 /// A stored message.
@@ -222,6 +273,7 @@ pub(crate) struct MessageRow {
     pub(crate) from: String,
     pub(crate) text: String,
     pub(crate) ts: u64,
+    pub(crate) reply_to: Option<u64>,
 }
 
 /// A stored room with its members and newest messages.
@@ -277,13 +329,19 @@ pub(crate) struct SessionRow {
 pub(crate) struct Snapshot {
     pub(crate) users: Vec<(String, String)>,
     pub(crate) rooms: Vec<RoomRow>,
-    /// (recipient, from, text, ts), oldest first.
-    pub(crate) dms: Vec<(String, String, String, u64)>,
+    /// Kept DMs (`to` is the recipient), oldest first.
+    pub(crate) dms: Vec<DmRow>,
     pub(crate) sessions: Vec<SessionRow>,
     /// (name, last seq) of deleted rooms.
     pub(crate) deleted_rooms: Vec<(String, u64)>,
     /// The names of deleted accounts.
     pub(crate) retired: Vec<String>,
+    /// Every stored DM, by conversation then seq.
+    pub(crate) conversations: Vec<DmRow>,
+    /// Nonces used in the last day.
+    pub(crate) nonces: Vec<NonceRow>,
+    /// (user, blocked).
+    pub(crate) blocks: Vec<(String, String)>,
 }
 
 /// A store backend: where the writer's batches go and history is read from.
@@ -301,6 +359,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
         below: u64,
         limit: usize,
     ) -> Result<Vec<MessageRow>, StoreError>;
+
+    /// Stored DMs between `viewer` and `with` that `viewer` sees, selected as
+    /// [`Backend::history`] selects messages. Oldest first.
+    fn dm_history(
+        &self,
+        viewer: &str,
+        with: &str,
+        after: Option<u64>,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<DmRow>, StoreError>;
 }
 
 /// The writer's side of a backend.
@@ -449,6 +518,19 @@ impl<T: Send + 'static> Store<T> {
         limit: usize,
     ) -> Result<Vec<MessageRow>, StoreError> {
         self.backend.history(room, after, below, limit)
+    }
+
+    /// Stored DMs of a conversation for a `dm_history` query; see
+    /// [`Backend::dm_history`].
+    pub(crate) fn dm_history(
+        &self,
+        viewer: &str,
+        with: &str,
+        after: Option<u64>,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        self.backend.dm_history(viewer, with, after, below, limit)
     }
 }
 

@@ -10,10 +10,14 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
+use crate::store::direct::run;
 use crate::store::{
-    Backend, BanRow, BatchWriter, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow, Snapshot,
-    StoreError, Write,
+    Backend, BanRow, BatchWriter, DmRow, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow,
+    Snapshot, StoreError, Write, direct,
 };
+
+/// Nonces older than this are not read back: a day, as the chat layer keeps them.
+const NONCE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The schema version this binary writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 3;
@@ -65,8 +69,10 @@ const SCHEMA_V2: &str = "
 /// Version 3 (protocol 2's rooms and accounts): roles and join order of members
 /// (a room's creator, if still a member, becomes its owner), invite-only rooms, bans,
 /// invitations, send nonces, blocks, the names of deleted accounts (never signed up
-/// again), and the last seq of deleted rooms (a room made again under the name goes
-/// on after it).
+/// again), the last seq of deleted rooms (a room made again under the name goes
+/// on after it), replies, and DM conversations (`dms`: one row per DM, `a` < `b` or
+/// a DM to oneself; `hidden`: from a user the recipient blocks, seen by the sender
+/// only), whose kept copies carry their seq.
 const SCHEMA_V3: &str = "
     ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
     ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
@@ -105,7 +111,20 @@ const SCHEMA_V3: &str = "
         ts INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE deleted_rooms (
         name TEXT PRIMARY KEY,
-        last_seq INTEGER NOT NULL) WITHOUT ROWID;";
+        last_seq INTEGER NOT NULL) WITHOUT ROWID;
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+    CREATE TABLE dms (
+        a TEXT NOT NULL,
+        b TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        reply_to INTEGER,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (a, b, seq)) WITHOUT ROWID;
+    ALTER TABLE pending_dms ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pending_dms ADD COLUMN reply_to INTEGER;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -162,6 +181,23 @@ impl Backend for Sqlite {
             None => open_connection(&self.path, self.sync)?,
         };
         let result = query_history(&conn, room, after, below, limit);
+        self.readers.lock().push(conn);
+        Ok(result?)
+    }
+
+    fn dm_history(
+        &self,
+        viewer: &str,
+        with: &str,
+        after: Option<u64>,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        let conn = match self.readers.lock().pop() {
+            Some(conn) => conn,
+            None => open_connection(&self.path, self.sync)?,
+        };
+        let result = direct::history(&conn, viewer, with, after, below, limit);
         self.readers.lock().push(conn);
         Ok(result?)
     }
@@ -310,11 +346,11 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
     snapshot.deleted_rooms = deleted
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut dms =
-        conn.prepare("SELECT recipient, sender, text, ts FROM pending_dms ORDER BY id")?;
-    snapshot.dms = dms
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let since = now.saturating_sub(NONCE_TTL_MS);
+    direct::load(conn, &mut snapshot, since)?;
     let mut sessions = conn.prepare("SELECT token_hash, user, last_used FROM sessions")?;
     snapshot.sessions = sessions
         .query_map([], |r| {
@@ -406,13 +442,14 @@ fn query_history(
             from: r.get(1)?,
             text: r.get(2)?,
             ts: r.get(3)?,
+            reply_to: r.get(4)?,
         })
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     match after {
         Some(after) => {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, sender, text, ts FROM messages
+                "SELECT seq, sender, text, ts, reply_to FROM messages
                  WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
             )?;
             stmt.query_map(params![room, after, below, limit], row)?
@@ -420,7 +457,7 @@ fn query_history(
         }
         None => {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, sender, text, ts FROM messages
+                "SELECT seq, sender, text, ts, reply_to FROM messages
                  WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
             )?;
             let mut rows: Vec<MessageRow> = stmt
@@ -432,19 +469,13 @@ fn query_history(
     }
 }
 
-/// One SQL statement (cached) with its parameters.
-fn run(
-    tx: &rusqlite::Savepoint<'_>,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(sql)?.execute(args).map(|_| ())
-}
-
 fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     const MEMBER: &str =
         "INSERT OR IGNORE INTO memberships (room, user, role, joined) VALUES (?1, ?2, ?3, ?4)";
     match write {
+        Write::Dm(_) | Write::Nonce { .. } | Write::PruneNonces { .. } | Write::Block { .. } => {
+            direct::apply(tx, write)
+        }
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
         | Write::PasswordHash { .. }
@@ -504,11 +535,13 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
             from,
             text,
             ts,
+            reply_to,
         } => {
             run(
                 tx,
-                "INSERT INTO messages (room, seq, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![room, seq, from, text, ts],
+                "INSERT INTO messages (room, seq, sender, text, ts, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![room, seq, from, text, ts, reply_to],
             )?;
             run(
                 tx,
@@ -548,12 +581,15 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
             from,
             text,
             ts,
+            seq,
+            reply_to,
             cap,
         } => {
             run(
                 tx,
-                "INSERT INTO pending_dms (recipient, sender, text, ts) VALUES (?1, ?2, ?3, ?4)",
-                params![to, from, text, ts],
+                "INSERT INTO pending_dms (recipient, sender, text, ts, seq, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![to, from, text, ts, seq, reply_to],
             )?;
             // The cap of kept messages holds across restarts too.
             run(
@@ -595,7 +631,11 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
         | Write::Join { .. }
         | Write::Leave { .. }
         | Write::SetRole { .. }
-        | Write::Message { .. } => apply(tx, write),
+        | Write::Message { .. }
+        | Write::Dm(_)
+        | Write::Nonce { .. }
+        | Write::PruneNonces { .. }
+        | Write::Block { .. } => apply(tx, write),
         _ => apply_room_write(tx, write),
     }
 }

@@ -51,6 +51,7 @@ fn writes_survive_reopening() {
                 from: "ada".into(),
                 text: "hi".into(),
                 ts: 5,
+                reply_to: None,
             },
         ];
         assert!(store.submit(writes, 7).is_ok());

@@ -327,17 +327,23 @@ impl Chat {
         // stay kept (and stored) for the next login.
         // Invitations kept for a protocol-2 connection (protocol 1 has no such
         // event), taken under the `online` lock as they are kept under it.
+        let protocol = conn.tag.protocol();
         let (kept, invites): (Vec<Bytes>, Vec<Bytes>) = {
             let mut online = user.online.lock();
             online.push(Arc::clone(conn));
             let mut inbox = user.inbox.lock();
-            let fit = take_within(inbox.iter(), self.answer_budget.kept_dms).len();
-            let invites = if conn.tag.protocol() >= 2 {
+            let frames = inbox.iter().map(|dm| dm.for_protocol(protocol));
+            let fit = take_within(frames, self.answer_budget.kept_dms).len();
+            let invites = if protocol >= 2 {
                 self.kept_invites.take(&user.name)
             } else {
                 Vec::new()
             };
-            (inbox.drain(..fit).collect(), invites)
+            let kept = inbox
+                .drain(..fit)
+                .map(|dm| dm.for_protocol(protocol).clone())
+                .collect();
+            (kept, invites)
         };
         if !kept.is_empty() {
             writes.extend(out.durable(|| Write::ClearDms {

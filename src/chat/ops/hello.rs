@@ -20,6 +20,10 @@ const FEATURES: &[&str] = &[
     "invite_only",
     "room_deletion",
     "accounts",
+    "idempotency",
+    "dm_history",
+    "replies",
+    "blocking",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

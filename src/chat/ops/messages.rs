@@ -5,27 +5,40 @@ use serde_json::value::RawValue;
 
 use crate::chat::command::RoomMessage;
 use crate::chat::effects::Out;
+use crate::chat::nonces::{Answer, NonceOp, Used};
 use crate::chat::ops::{Failure, fail};
 use crate::chat::room::{self, HistorySource, RoomEvent};
 use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::Reply;
-use crate::protocol::request::HistoryQuery;
+use crate::protocol::request::{HistoryQuery, Message};
 use crate::store::Write;
 
 impl Chat {
+    /// `send {room, text, nonce?, reply_to?}`: the next message of the room.
     pub(crate) fn send(
         &self,
         conn: &Peer,
         session: &Session,
         id: Option<&RawValue>,
         name: &str,
-        text: &str,
+        message: &Message<'_>,
         out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
+        let user = &logged_in(session).user;
+        let nonces = message
+            .nonce
+            .as_deref()
+            .map(|n| (n, self.nonces.of(&user.name)));
+        let mut used = nonces.as_ref().map(|(n, lock)| (*n, lock.lock()));
+        if let Some((nonce, used)) = &used
+            && let Some(first) = used.get(*nonce)
+        {
+            return self.repeat(conn, id, &user.name, nonce, first, NonceOp::Send, name, out);
+        }
+        let text = &message.text;
         self.check_text(text)?;
         let room = self.room(name)?;
-        let user = &logged_in(session).user;
         let mut state = room.state.lock();
         if !state.is_member(&user.name) {
             return fail(
@@ -33,39 +46,50 @@ impl Chat {
                 format!("join `{name}` before sending to it"),
             );
         }
-        if let Some(check) = &self.hooks.message {
-            let message = RoomMessage {
-                room: &room.name,
-                from: &user.name,
-                text,
-            };
-            self.hook("message", || check(&message))?;
-        }
-        let (seq, ts, frame) = state.append(&room.name, &user.name, text, now_ms());
+        check_reply(message.reply_to, state.last_seq)?;
+        self.message_hook(&room.name, &user.name, text)?;
+        let reply_to = message.reply_to;
+        let (seq, ts, frame) = state.append(&room.name, &user.name, text, reply_to, now_ms());
         self.metrics.messages.inc();
         let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
+        let answer = Answer { seq, ts };
+        let nonce_write = used.as_mut().map(|(nonce, used)| {
+            let target = &room.name;
+            used.insert(
+                (*nonce).to_owned(),
+                Used::new(NonceOp::Send, target, answer, ts),
+            );
+            self.nonce_writes(&user.name, nonce, NonceOp::Send, target, answer, ts)
+        });
         let write = || Write::Message {
             room: room.name.clone(),
             seq,
             from: user.name.clone(),
-            text: text.to_owned(),
+            text: text.to_string(),
             ts,
+            reply_to,
         };
         let event = RoomEvent::Message {
             seq,
             frame,
             skip_conn: conn.key,
         };
-        // A failed commit leaves nothing to take back: the message joins the history
-        // only at its commit, and its seq stays unused.
+        let undo = self.nonce_undo(&user.name, message.nonce.as_deref(), answer);
+        // A failed commit leaves nothing to take back but the nonce: the message
+        // joins the history only at its commit, and its seq stays unused.
         out.room_commit(
             &room,
             &mut state,
-            || vec![write()],
+            || {
+                [write()]
+                    .into_iter()
+                    .chain(nonce_write.into_iter().flatten())
+                    .collect()
+            },
             [event],
             conn,
             ok,
-            || {},
+            undo,
         );
         Ok(None)
     }
@@ -120,6 +144,14 @@ impl Chat {
         ))
     }
 
+    /// The embedder's check of a room message, if any.
+    fn message_hook(&self, room: &str, from: &str, text: &str) -> Result<(), Failure> {
+        match &self.hooks.message {
+            Some(check) => self.hook("message", || check(&RoomMessage { room, from, text })),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn check_text(&self, text: &str) -> Result<(), Failure> {
         if text.len() > self.max_text {
             return fail(
@@ -128,5 +160,16 @@ impl Chat {
             );
         }
         Ok(())
+    }
+}
+
+/// `reply_to` must name a seq that exists: 1 to `last_seq`.
+pub(crate) fn check_reply(reply_to: Option<u64>, last_seq: u64) -> Result<(), Failure> {
+    match reply_to {
+        Some(seq) if seq == 0 || seq > last_seq => fail(
+            ErrorCode::NoSuchMessage,
+            format!("there is no message {seq} to reply to"),
+        ),
+        _ => Ok(()),
     }
 }

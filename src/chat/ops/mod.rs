@@ -5,8 +5,10 @@
 //! a parsed request to the method that runs it, and embedders' commands.
 
 mod account;
+mod blocks;
 mod direct;
 mod hello;
+mod idempotency;
 mod invites;
 mod messages;
 mod moderation;
@@ -184,8 +186,8 @@ impl Chat {
                 Ok(Some(self.list_rooms(id, &page, viewer)))
             }
             Request::Members { room } => self.members(session, id, &room),
-            Request::Send { room, text } => self.send(conn, session, id, &room, &text, out),
-            Request::Dm { to, text } => self.dm(conn, session, id, &to, &text, out),
+            Request::Send { room, message } => self.send(conn, session, id, &room, &message, out),
+            Request::Dm { to, message } => self.dm(conn, session, id, &to, &message, out),
             Request::History { room, query } => self.history(session, id, &room, query),
             Request::Quit => {
                 let ok = Reply::ok(id).finish();
@@ -198,6 +200,10 @@ impl Chat {
                 );
                 return (Ok(None), Step::Quit);
             }
+            Request::DmHistory { with, query } => self.dm_history(session, id, &with, query),
+            Request::Conversations { page } => self.conversations(session, id, &page),
+            Request::Block { user, on } => self.block(conn, session, id, &user, on, out),
+            Request::Blocks => Ok(Some(self.blocks(session, id))),
             Request::ChangePassword {
                 old_password,
                 new_password,
