@@ -46,9 +46,11 @@
 //! # }
 //! ```
 
+mod accounts;
 mod error;
 mod frames;
 mod ops;
+mod rooms;
 mod stream;
 mod tls;
 
@@ -63,7 +65,10 @@ use serde_json::{Map, Value};
 use crate::ErrorCode;
 pub use error::ClientError;
 use frames::KNOWN_EVENTS;
-pub use frames::{Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami};
+pub use frames::{
+    Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
+    Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
+};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
 #[cfg(feature = "cli")]
@@ -88,6 +93,9 @@ pub struct Client {
     responses: VecDeque<(u64, Map<String, Value>)>,
     events: VecDeque<Event>,
     timeout: Duration,
+    /// The protocol version the connection speaks: 1 until [`Client::hello`] says
+    /// otherwise. It decides how a `dm` event is typed.
+    protocol: u64,
     closing_reason: Option<String>,
     /// Whether any frame has come from the server yet.
     heard: bool,
@@ -106,6 +114,7 @@ impl fmt::Debug for Client {
             .field("responses", &self.responses.len())
             .field("events", &self.events)
             .field("timeout", &self.timeout)
+            .field("protocol", &self.protocol)
             .field("closing_reason", &self.closing_reason)
             .field("refused", &self.refused)
             .finish()
@@ -138,6 +147,7 @@ impl Client {
             responses: VecDeque::new(),
             events: VecDeque::new(),
             timeout: DEFAULT_TIMEOUT,
+            protocol: 1,
             closing_reason: None,
             heard: false,
             refused: false,
@@ -281,7 +291,7 @@ impl Client {
             )));
         };
         if frame.contains_key("event") {
-            let event = parse_event(frame)?;
+            let event = parse_event(frame, self.protocol)?;
             if let Event::Closing { reason } = &event {
                 self.closing_reason = Some(reason.clone());
                 self.refused = !self.heard;
@@ -351,16 +361,154 @@ fn interpret(response: Map<String, Value>) -> Result<Value, ClientError> {
     }
 }
 
-/// Types an event frame; a kind [`Event`] does not model stays whole as [`Event::Other`].
-fn parse_event(frame: Map<String, Value>) -> Result<Event, ClientError> {
-    let known = frame
-        .get("event")
-        .and_then(Value::as_str)
-        .is_some_and(|kind| KNOWN_EVENTS.contains(&kind));
+/// Types an event frame that came on a connection speaking `protocol`; a kind
+/// [`Event`] does not model stays whole as [`Event::Other`].
+fn parse_event(frame: Map<String, Value>, protocol: u64) -> Result<Event, ClientError> {
+    let kind = frame.get("event").and_then(Value::as_str);
+    let known = kind.is_some_and(|kind| KNOWN_EVENTS.contains(&kind));
+    let v2_dm = protocol >= 2 && kind == Some("dm");
     let frame = Value::Object(frame);
-    if !known {
-        return Ok(Event::Other(frame));
+    let malformed =
+        |e: serde_json::Error| ClientError::Protocol(format!("malformed event ({e}): {frame}"));
+    if v2_dm {
+        DirectMessage::deserialize(&frame)
+            .map(Event::DirectMessage)
+            .map_err(malformed)
+    } else if known {
+        Event::deserialize(&frame).map_err(malformed)
+    } else {
+        Ok(Event::Other(frame))
     }
-    Event::deserialize(&frame)
-        .map_err(|e| ClientError::Protocol(format!("malformed event ({e}): {frame}")))
+}
+
+/// A new random nonce for [`SendOptions::nonce`]: 128 bits as 32 hex digits, so two
+/// never meet in the 24 h a server keeps them.
+pub fn fresh_nonce() -> String {
+    let mut raw = [0u8; 16];
+    // Without the OS's random source there is nothing sound to fall back on; the
+    // server's own session tokens make the same assumption.
+    getrandom::fill(&mut raw).expect("the OS random source failed");
+    hex::encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(frame: Value, protocol: u64) -> Event {
+        let Value::Object(frame) = frame else {
+            panic!("not an object: {frame}")
+        };
+        parse_event(frame, protocol).expect("parses")
+    }
+
+    #[test]
+    fn a_dm_is_typed_by_the_connections_protocol() {
+        let frame = json!({"event": "dm", "from": "bob", "to": "ada", "with": "bob",
+            "seq": 3, "ts": 9, "text": "psst", "reply_to": 1});
+        assert_eq!(
+            event(frame.clone(), 1),
+            Event::Dm {
+                from: "bob".into(),
+                text: "psst".into(),
+                ts: 9
+            }
+        );
+        assert_eq!(
+            event(frame, 2),
+            Event::DirectMessage(DirectMessage {
+                from: "bob".into(),
+                to: "ada".into(),
+                with: "bob".into(),
+                seq: 3,
+                ts: 9,
+                text: "psst".into(),
+                reply_to: Some(1),
+            })
+        );
+    }
+
+    #[test]
+    fn protocol_2_events_decode() {
+        let kicked = json!({"event": "kicked", "room": "r", "user": "bob", "by": "ada",
+            "reason": null});
+        assert_eq!(
+            event(kicked, 2),
+            Event::Kicked {
+                room: "r".into(),
+                user: "bob".into(),
+                by: "ada".into(),
+                reason: None
+            }
+        );
+        let role = json!({"event": "role", "room": "r", "user": "bob", "role": "op", "by": "ada"});
+        assert!(matches!(event(role, 2), Event::Role { role: Role::Op, .. }));
+        let message = json!({"event": "message", "room": "r", "from": "bob", "text": "hi",
+            "seq": 2, "ts": 5, "reply_to": 1});
+        assert!(matches!(
+            event(message, 2),
+            Event::Message(Message {
+                reply_to: Some(1),
+                ..
+            })
+        ));
+        let future = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        assert_eq!(event(future.clone(), 2), Event::Other(future));
+        let Value::Object(broken) = json!({"event": "topic", "room": "r"}) else {
+            unreachable!()
+        };
+        assert!(matches!(
+            parse_event(broken, 2),
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn hello_decodes_and_names_features() {
+        let hello: Hello = serde_json::from_value(json!({"ok": true, "server": "parlor",
+            "version": "0.1.0", "protocol": 2, "features": ["roles", "idempotency"],
+            "limits": {"max_frame": 65536, "max_text": 4096, "max_enc": 12288,
+                "history_max": 500, "idle_timeout": 300, "max_frame_rate": 0}}))
+        .expect("decodes");
+        assert_eq!(hello.protocol, 2);
+        assert!(hello.has("idempotency") && !hello.has("typing"));
+        assert_eq!(hello.limits.history_max, 500);
+    }
+
+    #[test]
+    fn options_encode_only_what_is_set() {
+        assert_eq!(
+            serde_json::to_value(SendOptions::default()).expect("encodes"),
+            json!({})
+        );
+        let options = SendOptions {
+            nonce: Some("n1".into()),
+            reply_to: Some(4),
+        };
+        assert_eq!(
+            serde_json::to_value(&options).expect("encodes"),
+            json!({"nonce": "n1", "reply_to": 4})
+        );
+        let create = CreateOptions {
+            topic: None,
+            invite_only: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&create).expect("encodes"),
+            json!({"invite_only": true})
+        );
+        assert_eq!(
+            serde_json::to_value(Role::Owner).expect("encodes"),
+            json!("owner")
+        );
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_fit_the_limit() {
+        let (a, b) = (fresh_nonce(), fresh_nonce());
+        assert_ne!(a, b);
+        assert!((1..=64).contains(&a.len()), "{a}");
+    }
 }
