@@ -87,7 +87,14 @@ pub(crate) enum Effect {
     /// Takes back a change made in memory ahead of its commit, if the commit fails:
     /// memory shows only what was committed.
     Undo(Undo),
+    /// Runs once the change is committed (never if it fails): a user event whose
+    /// delivery decides itself, such as `invited` (to protocol-2 connections, else
+    /// kept).
+    Call(Call),
 }
+
+/// See [`Effect::Call`].
+pub(crate) type Call = Box<dyn FnOnce(&mut Flusher<Chat>) + Send>;
 
 /// See [`Effect::Undo`].
 pub(crate) type Undo = Box<dyn FnOnce() + Send>;
@@ -127,6 +134,10 @@ impl Effect {
                 (0, None)
             }
             Effect::Undo(_) => (0, None),
+            Effect::Call(call) => {
+                call(flusher);
+                (0, None)
+            }
         }
     }
 
@@ -137,7 +148,7 @@ impl Effect {
         match self {
             Effect::Send(peer, _) | Effect::Finish(peer) => peer.abort(CloseReason::Error),
             Effect::Undo(undo) => undo(),
-            Effect::Room(..) | Effect::Dm { .. } => {}
+            Effect::Room(..) | Effect::Dm { .. } | Effect::Call(_) => {}
         }
     }
 }

@@ -8,6 +8,7 @@
 //! be; `command` the embedding API. Files below this one use its shared items (`Chat`,
 //! `Session`, `Peer`, the name rules); it uses theirs only through their public items.
 
+pub(crate) mod access;
 pub(crate) mod accounts;
 mod budget;
 pub(crate) mod command;
@@ -26,9 +27,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 
+use crate::chat::access::{Access, KeptInvites};
 use crate::chat::accounts::{Accounts, TokenHash, User};
 use crate::chat::budget::AnswerBudget;
 use crate::chat::command::{CommandError, Extensions, Hooks};
@@ -108,6 +110,11 @@ pub(crate) struct Chat {
     history_cap: usize,
     /// How many bytes a `rooms` page and a `history` answer may hold.
     answer_budget: AnswerBudget,
+    /// `invited` events waiting for their user's next protocol-2 login.
+    kept_invites: Arc<KeptInvites>,
+    /// The last seq of each deleted room, by name: a room made again under the name
+    /// goes on after it (PROTOCOL-2 section 7).
+    deleted_rooms: Mutex<HashMap<String, u64>>,
 }
 
 /// One connection's chat state.
@@ -180,6 +187,8 @@ impl Chat {
             max_room_members: config.max_room_members,
             history_cap: 0,
             answer_budget: AnswerBudget::new(config.max_outbound),
+            kept_invites: Arc::default(),
+            deleted_rooms: Mutex::default(),
         };
         // With a store, memory keeps the newest messages and the store the rest;
         // without one, memory is the only copy and keeps them all.
@@ -204,8 +213,9 @@ impl Chat {
         for (name, hash) in snapshot.users {
             let _ = self.accounts.insert(&name, hash, |_| {});
         }
+        *self.deleted_rooms.lock() = snapshot.deleted_rooms.into_iter().collect();
         let mut rooms = self.rooms.write();
-        for row in snapshot.rooms {
+        for mut row in snapshot.rooms {
             if let Some(creator) = self.accounts.user(&row.creator) {
                 creator.rooms_created.fetch_add(1, Ordering::Relaxed);
             }
@@ -215,6 +225,7 @@ impl Chat {
                 .map(|m| (m.seq, room::encode_message(&row.name, m)))
                 .collect();
             let last_ts = row.recent.last().map_or(0, |m| m.ts);
+            let access = Access::restore(&mut row, &self.kept_invites);
             let room = Room::new(
                 &row.name,
                 row.topic,
@@ -225,6 +236,7 @@ impl Chat {
             );
             {
                 let mut state = room.state.lock();
+                state.access = access;
                 for member in &row.members {
                     let Some(user) = self.accounts.user(&member.user) else {
                         continue;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::chat::access::Access;
 use crate::chat::accounts::User;
 use crate::chat::budget;
 use crate::chat::{Chat, Peer};
@@ -210,6 +211,11 @@ pub(crate) struct RoomState {
     /// a message enters at its commit, so a failed one never shows.
     history: VecDeque<(u64, Bytes)>,
     history_cap: usize,
+    /// Invite-only, bans, invitations (protocol 2).
+    pub(crate) access: Access,
+    /// No message has a lower seq: a room made again under a deleted room's name
+    /// starts after its seqs, and `history` need not look below.
+    pub(crate) first_seq: u64,
 }
 
 impl Room {
@@ -233,6 +239,8 @@ impl Room {
                 last_ts,
                 history: recent.into(),
                 history_cap,
+                access: Access::default(),
+                first_seq: 1,
             }),
             lane: Mutex::new(Lane::default()),
         }
@@ -384,7 +392,10 @@ impl RoomState {
     pub(crate) fn history(&self, query: HistoryQuery, budget: usize) -> HistorySource {
         let newest = self.committed_seq;
         let below = query.before.map_or(newest + 1, |b| b.min(newest + 1));
-        let lo = query.after.map_or(1, |a| a.saturating_add(1));
+        let lo = query
+            .after
+            .map_or(1, |a| a.saturating_add(1))
+            .max(self.first_seq);
         if lo >= below {
             return HistorySource::Memory(Vec::new());
         }

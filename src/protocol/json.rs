@@ -80,16 +80,18 @@ pub(crate) fn reply_with(id: Option<&RawValue>, value: serde_json::Value) -> Byt
 
 /// An error response: `{"id":..,"ok":false,"error":<code>,"message":<message>}`.
 pub(crate) fn error(id: Option<&RawValue>, code: &ErrorCode, message: &str) -> Bytes {
-    error_with(id, code, message, None)
+    error_with(id, code, message, None, &[])
 }
 
 /// An error response, with `"retry_after":<milliseconds>` when given (`server_busy`,
-/// `rate_limited`: when trying again has a chance).
+/// `rate_limited`: when trying again has a chance), then the `extra` fields (such as
+/// `not_member`'s `user`, `banned`'s `scope` and `reason`).
 pub(crate) fn error_with(
     id: Option<&RawValue>,
     code: &ErrorCode,
     message: &str,
     retry_after: Option<u64>,
+    extra: &[(&str, serde_json::Value)],
 ) -> Bytes {
     let mut buf = open_response(id);
     buf.extend_from_slice(b"\"ok\":false,\"error\":");
@@ -99,6 +101,12 @@ pub(crate) fn error_with(
     if let Some(ms) = retry_after {
         buf.extend_from_slice(b",\"retry_after\":");
         json_into(&mut buf, &ms);
+    }
+    for (name, value) in extra {
+        buf.push(b',');
+        json_into(&mut buf, name);
+        buf.push(b':');
+        json_into(&mut buf, value);
     }
     buf.extend_from_slice(b"}\n");
     Bytes::from(buf)
@@ -151,6 +159,30 @@ pub(crate) struct RoleEvent<'a> {
     pub(crate) room: &'a str,
     pub(crate) user: &'a str,
     pub(crate) role: &'a str,
+    pub(crate) by: &'a str,
+}
+
+/// A `topic` event's fields.
+#[derive(Serialize)]
+pub(crate) struct TopicEvent<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) topic: &'a str,
+    pub(crate) by: &'a str,
+}
+
+/// A `kicked` event's fields (`reason`: null when none was given).
+#[derive(Serialize)]
+pub(crate) struct KickedEvent<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) user: &'a str,
+    pub(crate) by: &'a str,
+    pub(crate) reason: Option<&'a str>,
+}
+
+/// An `invited` or `room_deleted` event's fields.
+#[derive(Serialize)]
+pub(crate) struct ByEvent<'a> {
+    pub(crate) room: &'a str,
     pub(crate) by: &'a str,
 }
 

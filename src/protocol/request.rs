@@ -46,6 +46,8 @@ pub(crate) enum Request<'a> {
     Create {
         room: Cow<'a, str>,
         topic: Option<Cow<'a, str>>,
+        /// Only invited users may join (default false).
+        invite_only: bool,
     },
     Join {
         room: Cow<'a, str>,
@@ -72,6 +74,50 @@ pub(crate) enum Request<'a> {
         query: HistoryQuery,
     },
     Quit,
+    /// `role`: `owner`, `op` or `member` (checked by the chat layer).
+    SetRole {
+        room: Cow<'a, str>,
+        user: Cow<'a, str>,
+        role: Cow<'a, str>,
+    },
+    SetTopic {
+        room: Cow<'a, str>,
+        topic: Cow<'a, str>,
+    },
+    Kick {
+        target: Target<'a>,
+        reason: Option<Cow<'a, str>>,
+    },
+    Ban {
+        target: Target<'a>,
+        reason: Option<Cow<'a, str>>,
+    },
+    Unban {
+        target: Target<'a>,
+    },
+    Bans {
+        room: Cow<'a, str>,
+        page: Page<'a>,
+    },
+    SetRoom {
+        room: Cow<'a, str>,
+        invite_only: bool,
+    },
+    Invite {
+        target: Target<'a>,
+    },
+    DeleteRoom {
+        room: Cow<'a, str>,
+    },
+}
+
+/// A room and a user in it that a moderation op names.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Target<'a> {
+    #[serde(borrow)]
+    pub(crate) room: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) user: Cow<'a, str>,
 }
 
 impl Request<'_> {
@@ -160,6 +206,43 @@ struct CreateFields<'a> {
     room: Cow<'a, str>,
     #[serde(borrow, default)]
     topic: Option<Cow<'a, str>>,
+    #[serde(default)]
+    invite_only: bool,
+}
+
+#[derive(Deserialize)]
+struct SetRoleFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    user: Cow<'a, str>,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct TopicFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ReasonFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    user: Cow<'a, str>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct SetRoomFields<'a> {
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    invite_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -239,11 +322,20 @@ pub(crate) enum OpKind {
     Dm,
     History,
     Quit,
+    SetRole,
+    SetTopic,
+    Kick,
+    Ban,
+    Unban,
+    Bans,
+    SetRoom,
+    Invite,
+    DeleteRoom,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 17] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 26] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -261,6 +353,15 @@ impl OpKind {
         ("dm", OpKind::Dm),
         ("history", OpKind::History),
         ("quit", OpKind::Quit),
+        ("set_role", OpKind::SetRole),
+        ("set_topic", OpKind::SetTopic),
+        ("kick", OpKind::Kick),
+        ("ban", OpKind::Ban),
+        ("unban", OpKind::Unban),
+        ("bans", OpKind::Bans),
+        ("set_room", OpKind::SetRoom),
+        ("invite", OpKind::Invite),
+        ("delete_room", OpKind::DeleteRoom),
     ];
 }
 
@@ -361,8 +462,16 @@ pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request
             session: fields::<SessionField<'_>>(head)?.session,
         },
         OpKind::Create => {
-            let CreateFields { room, topic } = fields(head)?;
-            Request::Create { room, topic }
+            let CreateFields {
+                room,
+                topic,
+                invite_only,
+            } = fields(head)?;
+            Request::Create {
+                room,
+                topic,
+                invite_only,
+            }
         }
         OpKind::Join | OpKind::Leave | OpKind::Members => {
             let RoomField { room } = fields(head)?;
@@ -384,6 +493,48 @@ pub(crate) fn parse_request<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request
             Request::Dm { to, text }
         }
         OpKind::History => history(head)?,
+        _ => moderation(head, kind)?,
+    };
+    Ok(request)
+}
+
+/// The fields of the room-moderation ops (protocol 2).
+fn moderation<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> {
+    let request = match kind {
+        OpKind::SetRole => {
+            let SetRoleFields { room, user, role } = fields(head)?;
+            Request::SetRole { room, user, role }
+        }
+        OpKind::SetTopic => {
+            let TopicFields { room, topic } = fields(head)?;
+            Request::SetTopic { room, topic }
+        }
+        OpKind::Kick | OpKind::Ban => {
+            let ReasonFields { room, user, reason } = fields(head)?;
+            let target = Target { room, user };
+            if kind == OpKind::Kick {
+                Request::Kick { target, reason }
+            } else {
+                Request::Ban { target, reason }
+            }
+        }
+        OpKind::Unban => Request::Unban {
+            target: fields(head)?,
+        },
+        OpKind::Invite => Request::Invite {
+            target: fields(head)?,
+        },
+        OpKind::Bans => Request::Bans {
+            room: fields::<RoomField<'_>>(head)?.room,
+            page: page(head)?,
+        },
+        OpKind::SetRoom => {
+            let SetRoomFields { room, invite_only } = fields(head)?;
+            Request::SetRoom { room, invite_only }
+        }
+        _ => Request::DeleteRoom {
+            room: fields::<RoomField<'_>>(head)?.room,
+        },
     };
     Ok(request)
 }

@@ -93,11 +93,60 @@ pub(crate) enum Write {
         hash: String,
         created: u64,
     },
+    /// A new room; its first message will have seq `next_seq` (after a deleted
+    /// room's of the same name).
     Room {
         name: String,
         topic: String,
         creator: String,
         created: u64,
+        invite_only: bool,
+        next_seq: u64,
+    },
+    /// The room's topic changed.
+    Topic {
+        room: String,
+        topic: String,
+    },
+    /// The room became invite-only, or open.
+    InviteOnly {
+        room: String,
+        invite_only: bool,
+    },
+    /// `user` is banned from `room` (replacing an earlier ban).
+    Ban {
+        room: String,
+        user: String,
+        by: String,
+        reason: Option<String>,
+        ts: u64,
+    },
+    Unban {
+        room: String,
+        user: String,
+    },
+    /// `user` may join `room` once; `delivered`: the `invited` event reached them.
+    Invite {
+        room: String,
+        user: String,
+        by: String,
+        ts: u64,
+        delivered: bool,
+    },
+    /// The invitation was used (or withdrawn).
+    Uninvite {
+        room: String,
+        user: String,
+    },
+    /// Every kept `invited` event of `user` was delivered.
+    InvitesDelivered {
+        user: String,
+    },
+    /// The room goes with its history, members, bans and invitations; a room made
+    /// again under its name goes on after `last_seq`.
+    DeleteRoom {
+        room: String,
+        last_seq: u64,
     },
     /// A plain member joined at `joined` (ms since the epoch).
     Join {
@@ -175,8 +224,28 @@ pub(crate) struct RoomRow {
     /// Who created it (counted against `--max-rooms-per-user`).
     pub(crate) creator: String,
     pub(crate) last_seq: u64,
+    pub(crate) invite_only: bool,
     pub(crate) members: Vec<MemberRow>,
     pub(crate) recent: Vec<MessageRow>,
+    pub(crate) bans: Vec<BanRow>,
+    pub(crate) invitations: Vec<InviteRow>,
+}
+
+/// A stored ban of a room.
+pub(crate) struct BanRow {
+    pub(crate) user: String,
+    pub(crate) by: String,
+    pub(crate) reason: Option<String>,
+    /// When, in ms since the epoch.
+    pub(crate) ts: u64,
+}
+
+/// A stored invitation to a room.
+pub(crate) struct InviteRow {
+    pub(crate) user: String,
+    pub(crate) by: String,
+    /// Whether the `invited` event reached the user (else it is kept for them).
+    pub(crate) delivered: bool,
 }
 
 /// A stored member of a room.
@@ -204,6 +273,8 @@ pub(crate) struct Snapshot {
     /// (recipient, from, text, ts), oldest first.
     pub(crate) dms: Vec<(String, String, String, u64)>,
     pub(crate) sessions: Vec<SessionRow>,
+    /// (name, last seq) of deleted rooms.
+    pub(crate) deleted_rooms: Vec<(String, u64)>,
 }
 
 /// A store backend: where the writer's batches go and history is read from.

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
 use crate::store::{
-    Backend, BatchWriter, MemberRow, MessageRow, RoomRow, SessionRow, Snapshot, StoreError, Write,
+    Backend, BanRow, BatchWriter, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow, Snapshot,
+    StoreError, Write,
 };
 
 /// The schema version this binary writes (`PRAGMA user_version`).
@@ -304,34 +305,11 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
     snapshot.users = users
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut rooms =
-        conn.prepare("SELECT name, topic, creator, next_seq FROM rooms ORDER BY name")?;
-    let mut members =
-        conn.prepare("SELECT user, role, joined FROM memberships WHERE room = ?1 ORDER BY user")?;
-    let room_rows: Vec<(String, String, String, u64)> = rooms
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    snapshot.rooms = load_rooms(conn, history_len)?;
+    let mut deleted = conn.prepare("SELECT name, last_seq FROM deleted_rooms")?;
+    snapshot.deleted_rooms = deleted
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (name, topic, creator, next_seq) in room_rows {
-        let member_rows = members
-            .query_map([&name], |r| {
-                Ok(MemberRow {
-                    user: r.get(0)?,
-                    role: r.get(1)?,
-                    joined: r.get(2)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let last_seq = next_seq.saturating_sub(1);
-        let recent = query_history(conn, &name, None, last_seq + 1, history_len)?;
-        snapshot.rooms.push(RoomRow {
-            name,
-            topic,
-            creator,
-            last_seq,
-            members: member_rows,
-            recent,
-        });
-    }
     let mut dms =
         conn.prepare("SELECT recipient, sender, text, ts FROM pending_dms ORDER BY id")?;
     snapshot.dms = dms
@@ -348,6 +326,67 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(snapshot)
+}
+
+fn load_rooms(conn: &Connection, history_len: usize) -> rusqlite::Result<Vec<RoomRow>> {
+    let mut rooms = conn
+        .prepare("SELECT name, topic, creator, next_seq, invite_only FROM rooms ORDER BY name")?;
+    let mut members =
+        conn.prepare("SELECT user, role, joined FROM memberships WHERE room = ?1 ORDER BY user")?;
+    let mut bans =
+        conn.prepare("SELECT user, by_user, reason, ts FROM bans WHERE room = ?1 ORDER BY user")?;
+    let mut invitations = conn
+        .prepare("SELECT user, by_user, delivered FROM invitations WHERE room = ?1 ORDER BY ts")?;
+    let room_rows: Vec<(String, String, String, u64, bool)> = rooms
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(room_rows.len());
+    for (name, topic, creator, next_seq, invite_only) in room_rows {
+        let member_rows = members
+            .query_map([&name], |r| {
+                Ok(MemberRow {
+                    user: r.get(0)?,
+                    role: r.get(1)?,
+                    joined: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let ban_rows = bans
+            .query_map([&name], |r| {
+                Ok(BanRow {
+                    user: r.get(0)?,
+                    by: r.get(1)?,
+                    reason: r.get(2)?,
+                    ts: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let invite_rows = invitations
+            .query_map([&name], |r| {
+                Ok(InviteRow {
+                    user: r.get(0)?,
+                    by: r.get(1)?,
+                    delivered: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let last_seq = next_seq.saturating_sub(1);
+        let recent = query_history(conn, &name, None, last_seq + 1, history_len)?;
+        out.push(RoomRow {
+            name,
+            topic,
+            creator,
+            last_seq,
+            invite_only,
+            members: member_rows,
+            recent,
+            bans: ban_rows,
+            invitations: invite_rows,
+        });
+    }
+    Ok(out)
 }
 
 fn query_history(
@@ -408,6 +447,14 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         | Write::Session { .. }
         | Write::TouchSession { .. }
         | Write::RevokeSession { .. } => apply_user_write(tx, write),
+        Write::Topic { .. }
+        | Write::InviteOnly { .. }
+        | Write::Ban { .. }
+        | Write::Unban { .. }
+        | Write::Invite { .. }
+        | Write::Uninvite { .. }
+        | Write::InvitesDelivered { .. }
+        | Write::DeleteRoom { .. } => apply_room_write(tx, write),
         Write::User {
             name,
             hash,
@@ -422,11 +469,14 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
             topic,
             creator,
             created,
+            invite_only,
+            next_seq,
         } => {
             run(
                 tx,
-                "INSERT INTO rooms (name, topic, creator, next_seq, created) VALUES (?1, ?2, ?3, 1, ?4)",
-                params![name, topic, creator, created],
+                "INSERT INTO rooms (name, topic, creator, next_seq, created, invite_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name, topic, creator, next_seq, created, invite_only],
             )?;
             run(tx, MEMBER, params![name, creator, "owner", created])
         }
@@ -519,5 +569,77 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
         | Write::Leave { .. }
         | Write::SetRole { .. }
         | Write::Message { .. } => apply(tx, write),
+        _ => apply_room_write(tx, write),
+    }
+}
+
+/// The writes of protocol 2's room moderation: topics, invite-only, bans,
+/// invitations, deletion.
+fn apply_room_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::Topic { room, topic } => run(
+            tx,
+            "UPDATE rooms SET topic = ?2 WHERE name = ?1",
+            params![room, topic],
+        ),
+        Write::InviteOnly { room, invite_only } => run(
+            tx,
+            "UPDATE rooms SET invite_only = ?2 WHERE name = ?1",
+            params![room, invite_only],
+        ),
+        Write::Ban {
+            room,
+            user,
+            by,
+            reason,
+            ts,
+        } => run(
+            tx,
+            "INSERT OR REPLACE INTO bans (room, user, by_user, reason, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![room, user, by, reason, ts],
+        ),
+        Write::Unban { room, user } => run(
+            tx,
+            "DELETE FROM bans WHERE room = ?1 AND user = ?2",
+            params![room, user],
+        ),
+        Write::Invite {
+            room,
+            user,
+            by,
+            ts,
+            delivered,
+        } => run(
+            tx,
+            "INSERT OR REPLACE INTO invitations (room, user, by_user, ts, delivered)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![room, user, by, ts, delivered],
+        ),
+        Write::Uninvite { room, user } => run(
+            tx,
+            "DELETE FROM invitations WHERE room = ?1 AND user = ?2",
+            params![room, user],
+        ),
+        Write::InvitesDelivered { user } => run(
+            tx,
+            "UPDATE invitations SET delivered = 1 WHERE user = ?1",
+            params![user],
+        ),
+        Write::DeleteRoom { room, last_seq } => {
+            for table in ["messages", "memberships", "bans", "invitations"] {
+                run(
+                    tx,
+                    &format!("DELETE FROM {table} WHERE room = ?1"),
+                    params![room],
+                )?;
+            }
+            run(tx, "DELETE FROM rooms WHERE name = ?1", params![room])?;
+            run(
+                tx,
+                "INSERT OR REPLACE INTO deleted_rooms (name, last_seq) VALUES (?1, ?2)",
+                params![room, last_seq],
+            )
+        }
+        _ => apply(tx, write),
     }
 }

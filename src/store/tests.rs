@@ -42,6 +42,8 @@ fn writes_survive_reopening() {
                 topic: "t".into(),
                 creator: "ada".into(),
                 created: 1,
+                invite_only: false,
+                next_seq: 1,
             },
             Write::Message {
                 room: "r".into(),

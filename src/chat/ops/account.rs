@@ -283,12 +283,19 @@ impl Chat {
         // The kept DMs that fit the answer budget, oldest first: all of them at once
         // could pass the outbound limit and cut the client off with them. The rest
         // stay kept (and stored) for the next login.
-        let kept: Vec<Bytes> = {
+        // Invitations kept for a protocol-2 connection (protocol 1 has no such
+        // event), taken under the `online` lock as they are kept under it.
+        let (kept, invites): (Vec<Bytes>, Vec<Bytes>) = {
             let mut online = user.online.lock();
             online.push(Arc::clone(conn));
             let mut inbox = user.inbox.lock();
             let fit = take_within(inbox.iter(), self.answer_budget.kept_dms).len();
-            inbox.drain(..fit).collect()
+            let invites = if conn.tag.protocol() >= 2 {
+                self.kept_invites.take(&user.name)
+            } else {
+                Vec::new()
+            };
+            (inbox.drain(..fit).collect(), invites)
         };
         if !kept.is_empty() {
             writes.extend(out.durable(|| Write::ClearDms {
@@ -296,11 +303,17 @@ impl Chat {
                 count: kept.len(),
             }));
         }
-        let mut effects = Vec::with_capacity(kept.len() + 1);
+        if !invites.is_empty() {
+            writes.extend(out.durable(|| Write::InvitesDelivered {
+                user: user.name.clone(),
+            }));
+        }
+        let mut effects = Vec::with_capacity(kept.len() + invites.len() + 1);
         effects.push(Effect::Send(Arc::clone(conn), ok));
         effects.extend(
             kept.into_iter()
-                .map(|dm| Effect::Send(Arc::clone(conn), dm)),
+                .chain(invites)
+                .map(|frame| Effect::Send(Arc::clone(conn), frame)),
         );
         out.commit(std::mem::take(writes), effects);
         if let Some(hook) = &self.hooks.logged_in {

@@ -13,7 +13,13 @@ pub(crate) const PROTOCOL: u8 = 2;
 
 /// What `hello` names in `features`: each protocol-2 feature that works on this
 /// server, by its name in PROTOCOL-2 section 1.
-const FEATURES: &[&str] = &["roles"];
+const FEATURES: &[&str] = &[
+    "roles",
+    "topics",
+    "moderation",
+    "invite_only",
+    "room_deletion",
+];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`
 /// in frames per second (0: no limit).

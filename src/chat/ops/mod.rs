@@ -6,7 +6,9 @@
 mod account;
 mod direct;
 mod hello;
+mod invites;
 mod messages;
+mod moderation;
 mod rooms;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -47,6 +49,8 @@ pub(crate) struct Failure {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) retry_after: Option<u64>,
+    /// More fields of the error response (`not_member`'s `user`, `banned`'s `scope`).
+    pub(crate) extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl From<CommandError> for Failure {
@@ -55,6 +59,7 @@ impl From<CommandError> for Failure {
             code: e.code,
             message: e.message,
             retry_after: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -64,6 +69,21 @@ pub(crate) fn fail<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, 
         code,
         message: message.into(),
         retry_after: None,
+        extra: Vec::new(),
+    })
+}
+
+/// A refusal with more fields in the error response.
+pub(crate) fn fail_with<T>(
+    code: ErrorCode,
+    message: impl Into<String>,
+    extra: Vec<(&'static str, serde_json::Value)>,
+) -> Result<T, Failure> {
+    Err(Failure {
+        code,
+        message: message.into(),
+        retry_after: None,
+        extra,
     })
 }
 
@@ -78,6 +98,7 @@ pub(crate) fn fail_for<T>(
         code,
         message: message.into(),
         retry_after: Some(ms.max(1)),
+        extra: Vec::new(),
     })
 }
 
@@ -145,13 +166,18 @@ impl Chat {
             Request::Resume { session: token } => Ok(self.resume(conn, session, id, &token, out)),
             Request::Logout => Ok(self.logout(conn, session, id, out)),
             Request::Whoami => Ok(self.whoami(session, id)),
-            Request::Create { room, topic } => {
-                self.create(conn, session, id, &room, topic.as_deref(), out)
-            }
+            Request::Create {
+                room,
+                topic,
+                invite_only,
+            } => self.create(conn, session, id, &room, topic.as_deref(), invite_only, out),
             Request::Join { room } => self.join(conn, session, id, &room, out),
             Request::Leave { room } => self.leave(conn, session, id, &room, out),
-            Request::Rooms { page } => Ok(Some(self.list_rooms(id, &page))),
-            Request::Members { room } => self.members(id, &room),
+            Request::Rooms { page } => {
+                let viewer = session.login.as_ref().map(|l| l.user.name.as_str());
+                Ok(Some(self.list_rooms(id, &page, viewer)))
+            }
+            Request::Members { room } => self.members(session, id, &room),
             Request::Send { room, text } => self.send(conn, session, id, &room, &text, out),
             Request::Dm { to, text } => self.dm(conn, session, id, &to, &text, out),
             Request::History { room, query } => self.history(session, id, &room, query),
@@ -166,14 +192,55 @@ impl Chat {
                 );
                 return (Ok(None), Step::Quit);
             }
+            request => self.run_moderation(conn, session, id, request, out),
         };
         (result, Step::Next)
+    }
+
+    /// Runs a protocol-2 room op (`moderation`, `invites`).
+    fn run_moderation(
+        &self,
+        conn: &Peer,
+        session: &Session,
+        id: Option<&RawValue>,
+        request: Request<'_>,
+        out: &mut Out<'_>,
+    ) -> Result<Option<Reply>, Failure> {
+        match request {
+            Request::SetRole { room, user, role } => {
+                let target = protocol::Target { room, user };
+                self.set_role(conn, session, id, &target, &role, out)
+            }
+            Request::SetTopic { room, topic } => {
+                self.set_topic(conn, session, id, &room, &topic, out)
+            }
+            Request::Kick { target, reason } => {
+                self.kick(conn, session, id, &target, reason.as_deref(), out)
+            }
+            Request::Ban { target, reason } => {
+                self.ban(conn, session, id, &target, reason.as_deref(), out)
+            }
+            Request::Unban { target } => self.unban(conn, session, id, &target, out),
+            Request::Bans { room, page } => self.bans(session, id, &room, &page),
+            Request::SetRoom { room, invite_only } => {
+                self.set_room(conn, session, id, &room, invite_only, out)
+            }
+            Request::Invite { target } => self.invite(conn, session, id, &target, out),
+            Request::DeleteRoom { room } => self.delete_room(conn, session, id, &room, out),
+            _ => unreachable!("`run` handles every other op"),
+        }
     }
 
     /// The error response for a failed request, counted for `/metrics`.
     pub(crate) fn failure(&self, id: Option<&RawValue>, failure: &Failure) -> bytes::Bytes {
         self.metrics.error(failure.code.as_str());
-        encode::error_with(id, &failure.code, &failure.message, failure.retry_after)
+        encode::error_with(
+            id,
+            &failure.code,
+            &failure.message,
+            failure.retry_after,
+            &failure.extra,
+        )
     }
 
     /// Runs an embedder's command. A panic in it answers `internal` to this caller

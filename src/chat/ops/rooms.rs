@@ -19,6 +19,7 @@ use crate::protocol::request::Page;
 use crate::store::Write;
 
 impl Chat {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn create(
         &self,
         conn: &Peer,
@@ -26,6 +27,7 @@ impl Chat {
         id: Option<&RawValue>,
         room: &str,
         topic: Option<&str>,
+        invite_only: bool,
         out: &mut Out<'_>,
     ) -> Result<Option<Reply>, Failure> {
         if !valid_name(room, MAX_ROOM_NAME) {
@@ -61,16 +63,23 @@ impl Chat {
         // Under the rooms lock: one user's creates cannot pass the cap together.
         user.rooms_created
             .store(created_before + 1, Ordering::Relaxed);
+        // A room made again under a deleted one's name goes on after its seqs.
+        let last_seq = self.deleted_rooms.lock().get(room).copied().unwrap_or(0);
         let created = Arc::new(Room::new(
             room,
             topic.to_owned(),
-            0,
+            last_seq,
             0,
             Vec::new(),
             self.history_cap,
         ));
         let now = now_ms();
-        created.state.lock().add_member(user, Role::Owner, now);
+        {
+            let mut state = created.state.lock();
+            state.add_member(user, Role::Owner, now);
+            state.access.invite_only = invite_only;
+            state.first_seq = last_seq + 1;
+        }
         user.rooms.lock().insert(room.to_owned());
         rooms.insert(room.to_owned(), Arc::clone(&created));
         // Still under the rooms lock: the store sees the room before anything in it.
@@ -79,6 +88,8 @@ impl Chat {
             topic: topic.to_owned(),
             creator: user.name.clone(),
             created: now,
+            invite_only,
+            next_seq: last_seq + 1,
         });
         let ok = Reply::ok(id).field("room", room).finish();
         let effects = vec![
@@ -126,6 +137,9 @@ impl Chat {
         let room = self.room(name)?;
         let user = &logged_in(session).user;
         let mut state = room.state.lock();
+        if !state.is_member(&user.name) {
+            self.admission(&state, &user.name, name)?;
+        }
         if !state.is_member(&user.name) && state.members.len() >= self.max_room_members {
             let message = format!(
                 "`{name}` has its maximum of {} members",
@@ -149,6 +163,11 @@ impl Chat {
             return Ok(None);
         }
         user.rooms.lock().insert(room.name.clone());
+        // An invitation lets one in once.
+        let invited = state.access.invited.remove(&user.name);
+        if invited {
+            self.kept_invites.forget(&user.name, &room.name);
+        }
         let event = RoomEvent::Broadcast {
             frames: Frames::both(protocol::event(
                 "joined",
@@ -162,15 +181,26 @@ impl Chat {
             also: None,
         };
         let writes = || {
-            vec![Write::Join {
+            let mut writes = vec![Write::Join {
                 room: room.name.clone(),
                 user: user.name.clone(),
                 joined,
-            }]
+            }];
+            if invited {
+                writes.push(Write::Uninvite {
+                    room: room.name.clone(),
+                    user: user.name.clone(),
+                });
+            }
+            writes
         };
         let (undo_room, undo_user) = (Arc::clone(&room), Arc::clone(user));
         let undo = move || {
-            undo_room.state.lock().members.remove(&undo_user.name);
+            let mut state = undo_room.state.lock();
+            state.members.remove(&undo_user.name);
+            if invited {
+                state.access.invited.insert(undo_user.name.clone());
+            }
             undo_user.rooms.lock().remove(&undo_room.name);
         };
         out.room_commit(&room, &mut state, writes, [event], conn, ok, undo);
@@ -244,8 +274,14 @@ impl Chat {
 
     /// One page of the rooms, by name: at most `page.limit` after `page.after`, and
     /// no more entries than fit the rooms budget (`AnswerBudget`; always one), with
-    /// `next` (the last name given) when more remain (PROTOCOL-2 §4).
-    pub(crate) fn list_rooms(&self, id: Option<&RawValue>, page: &Page<'_>) -> Reply {
+    /// `next` (the last name given) when more remain (PROTOCOL-2 §4). An invite-only
+    /// room is listed only to its members and server operators.
+    pub(crate) fn list_rooms(
+        &self,
+        id: Option<&RawValue>,
+        page: &Page<'_>,
+        viewer: Option<&str>,
+    ) -> Reply {
         #[derive(Serialize)]
         struct Entry<'a> {
             room: &'a str,
@@ -261,10 +297,12 @@ impl Chat {
             let mut range = all.range::<str, _>((start, Bound::Unbounded));
             let rooms: Vec<Arc<Room>> = range
                 .by_ref()
+                .filter(|(_, r)| self.may_see(&r.state.lock(), viewer))
                 .take(page.limit)
                 .map(|(_, r)| Arc::clone(r))
                 .collect();
-            (rooms, range.next().is_some())
+            let more = range.any(|(_, r)| self.may_see(&r.state.lock(), viewer));
+            (rooms, more)
         };
         let encoded = rooms.iter().map(|room| {
             let state = room.state.lock();
@@ -286,11 +324,18 @@ impl Chat {
 
     pub(crate) fn members(
         &self,
+        session: &Session,
         id: Option<&RawValue>,
         name: &str,
     ) -> Result<Option<Reply>, Failure> {
         let room = self.room(name)?;
         let state = room.state.lock();
+        if !self.may_see(&state, Some(logged_in(session).user.name.as_str())) {
+            return fail(
+                ErrorCode::NotMember,
+                format!("`{name}` is invite-only; only its members see who is in it"),
+            );
+        }
         let members: Vec<&String> = state.members.keys().collect();
         Ok(Some(
             Reply::ok(id)
