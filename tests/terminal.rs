@@ -289,6 +289,55 @@ fn wrong_password_is_a_clear_error() {
     );
 }
 
+#[test]
+fn room_commands_act_and_their_events_read_as_words() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/create lobby");
+    ada.expect("created lobby");
+    let mut bob = Chatter::start(addr, "bob", PASSWORD, &["--signup"]);
+    bob.type_line("/join lobby");
+    bob.expect("now in lobby");
+    ada.expect("bob joined");
+
+    bob.type_line("/topic mine now");
+    bob.expect("(forbidden)");
+    ada.type_line("/topic cats and dogs");
+    ada.expect("topic of lobby set");
+    bob.expect("[lobby] * ada set the topic: cats and dogs");
+    ada.type_line("/op bob");
+    bob.expect("[lobby] * ada made bob an op");
+    ada.type_line("/deop bob");
+    bob.expect("[lobby] * ada made bob a plain member");
+    ada.type_line("/kick bob too loud");
+    bob.expect("[lobby] * ada removed bob (too loud)");
+    bob.expect("no current room now");
+
+    ada.type_line("/ban bob spam");
+    ada.expect("banned bob from lobby");
+    bob.type_line("/join lobby");
+    bob.expect("(banned)");
+    ada.type_line("/unban bob");
+    ada.expect("bob may join lobby again");
+    ada.type_line("/private on");
+    ada.expect("lobby is now invite-only");
+    bob.type_line("/join lobby");
+    bob.expect("(not_invited)");
+    ada.type_line("/invite bob");
+    bob.expect("ada invited you to lobby");
+    bob.type_line("/join lobby");
+    bob.expect("now in lobby (cats and dogs)");
+
+    ada.type_line("/delete-room");
+    ada.expect("deleted lobby");
+    bob.expect("[lobby] * ada deleted the room");
+    bob.expect("no current room now");
+    for chatter in [&mut ada, &mut bob] {
+        chatter.type_line("/quit");
+        chatter.exit_ok();
+    }
+}
+
 /// Cuts ada's connection through `proxy`, and checks that she reconnects and shows
 /// what bob sent to room r meanwhile.
 fn cut_and_catch_up(proxy: &Proxy, ada: &mut Chatter, bob: &mut Client) {

@@ -7,8 +7,8 @@ use crate::client::ops::field;
 use crate::client::{Client, ClientError};
 
 impl Client {
-    /// Changes this user's password (the new one follows `signup`'s rules:
-    /// `bad_request` otherwise). A wrong `old_password` is `auth_failed`, counted as a
+    /// Changes this user's password (the new one follows `signup`'s rule, 8-72 bytes:
+    /// `weak_password` otherwise). A wrong `old_password` is `auth_failed`, counted as a
     /// failed login. This connection stays logged in and its session token stays
     /// good; every other session of the user is revoked and the user's other
     /// connections get `closing` (`password_changed`). May answer `server_busy`.

@@ -67,7 +67,8 @@ pub enum Event {
     /// Someone else sent a message to a room this user is in.
     Message(Message),
     /// A direct message to this user (live, or kept while offline), as a connection
-    /// speaking protocol 1 gets it; protocol 2 has [`Event::DirectMessage`] instead.
+    /// speaking protocol 1 gets it (and one speaking 2 from a server without DM
+    /// history, whose `dm` carries no `seq`); protocol 2 has [`Event::DirectMessage`].
     Dm {
         /// The sender's user name.
         from: String,

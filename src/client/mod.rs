@@ -366,7 +366,9 @@ fn interpret(response: Map<String, Value>) -> Result<Value, ClientError> {
 fn parse_event(frame: Map<String, Value>, protocol: u64) -> Result<Event, ClientError> {
     let kind = frame.get("event").and_then(Value::as_str);
     let known = kind.is_some_and(|kind| KNOWN_EVENTS.contains(&kind));
-    let v2_dm = protocol >= 2 && kind == Some("dm");
+    // A server without DM history (no `dm_history` feature) sends v1's form even in
+    // protocol 2: only a `dm` with a `seq` has the protocol-2 fields.
+    let v2_dm = protocol >= 2 && kind == Some("dm") && frame.contains_key("seq");
     let frame = Value::Object(frame);
     let malformed =
         |e: serde_json::Error| ClientError::Protocol(format!("malformed event ({e}): {frame}"));
@@ -428,6 +430,12 @@ mod tests {
                 reply_to: Some(1),
             })
         );
+    }
+
+    #[test]
+    fn a_dm_without_seq_stays_in_v1_form_on_protocol_2() {
+        let frame = json!({"event": "dm", "from": "bob", "text": "psst", "ts": 9});
+        assert!(matches!(event(frame, 2), Event::Dm { .. }));
     }
 
     #[test]
