@@ -8,6 +8,19 @@
 //! [`Client::connect_tls`] speaks the same protocol over TLS (rustls), checking the
 //! server's certificate against the public authorities or a CA file ([`TlsOptions`]).
 //!
+//! A client speaks protocol 1 until [`Client::hello`] asks for 2 (PROTOCOL-2 section
+//! 1), so code written against v1 sees no change. Protocol 2 adds typed methods for
+//! room moderation ([`Client::set_role`], [`Client::set_topic`], [`Client::kick`],
+//! [`Client::ban`], [`Client::unban`], [`Client::bans`], [`Client::set_room`],
+//! [`Client::invite`], [`Client::create_with`] for an invite-only room,
+//! [`Client::delete_room`]), accounts ([`Client::change_password`],
+//! [`Client::delete_account`], [`Client::block`], [`Client::unblock`],
+//! [`Client::blocks`]) and messages ([`Client::send_with`] and [`Client::dm_with`]
+//! with a nonce ([`fresh_nonce`]) or `reply_to`, [`Client::dm_history`],
+//! [`Client::conversations`]), and the events [`Event::Role`], [`Event::Topic`],
+//! [`Event::Kicked`], [`Event::Invited`], [`Event::RoomDeleted`] and
+//! [`Event::DirectMessage`]. Which of them a server has, [`Hello::features`] says.
+//!
 //! ```
 //! use std::time::Duration;
 //! use parlor::client::{Event, HistoryQuery};

@@ -7,6 +7,11 @@
 //! types. With the line editor, events are printed above the prompt and the line being
 //! typed is redrawn below them; without it, output is plain lines with no escape codes.
 //!
+//! Every connection says `hello` with protocol 2 first, so protocol 2's events reach
+//! it and its room and account commands work; every message carries a nonce, and
+//! one whose answer was lost with the connection is sent again with that nonce after
+//! the reconnect (only where the server names `idempotency`).
+//!
 //! The parts worth testing on their own are plain functions: [`parse`] turns a typed
 //! line into a [`Command`], [`format_event`] and [`format_message`] turn what the
 //! server sends into one line of text.
