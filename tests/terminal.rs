@@ -427,6 +427,62 @@ fn a_send_whose_answer_was_lost_goes_again_with_its_nonce_and_posts_once() {
 }
 
 #[test]
+fn password_and_account_commands_ask_without_echo_and_act() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.expect("logged in as ada");
+    let accounts = Client::connect(addr)
+        .and_then(|mut c| c.hello(2))
+        .expect("hello")
+        .has("accounts");
+    if !accounts {
+        // A server without the op refuses it; the chat still asked and carries on.
+        ada.type_line("/password");
+        for line in [PASSWORD, "a new password", "a new password"] {
+            ada.type_line(line);
+        }
+        ada.expect("(unknown_op)");
+        return;
+    }
+    ada.type_line("/password");
+    ada.expect("current password");
+    ada.type_line(PASSWORD);
+    ada.type_line("a new password");
+    ada.type_line("another one");
+    ada.expect("the two new passwords differ");
+    ada.type_line("/password");
+    for line in ["wrong password", "a new password", "a new password"] {
+        ada.type_line(line);
+    }
+    ada.expect("(auth_failed)");
+    ada.type_line("/password");
+    for line in [PASSWORD, "a new password", "a new password"] {
+        ada.type_line(line);
+    }
+    ada.expect("password changed");
+    let mut check = Client::connect(addr).expect("connects");
+    check
+        .login("ada", "a new password")
+        .expect("the new password works");
+    check.quit().expect("quit");
+
+    ada.type_line("/delete-account");
+    ada.type_line("a new password");
+    ada.type_line("no");
+    ada.expect("account kept");
+    ada.type_line("/delete-account");
+    ada.type_line("a new password");
+    ada.type_line("yes");
+    ada.expect("account ada deleted");
+    ada.exit_ok();
+    let mut check = Client::connect(addr).expect("connects");
+    assert!(
+        check.login("ada", "a new password").is_err(),
+        "the account is gone"
+    );
+}
+
+#[test]
 fn reconnects_over_tls_with_the_same_settings() {
     let server = TlsServer::start("tls");
     // The proxy only forwards bytes: TLS runs from parlor chat to the server.
