@@ -1,6 +1,7 @@
 //! `parlor::Client` speaking protocol 2 to a real in-process server: `hello`, and the
 //! typed methods and events of the ops the server has (roles, topics, moderation,
-//! invite-only rooms, room deletion).
+//! invite-only rooms, room deletion; nonces, replies, DM history and blocking where
+//! `hello` names them).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{PASSWORD, TIMEOUT, start_chat};
-use parlor::client::{CreateOptions, Event, Role};
+use parlor::client::{CreateOptions, Event, Role, SendOptions, fresh_nonce};
 use parlor::{Client, ClientError, ErrorCode};
 
 /// A protocol-2 connection logged in as `name`, signing the user up first if `new`.
@@ -165,4 +166,80 @@ fn invite_only_rooms_let_in_whom_they_invite() {
         carol.next_event(Duration::from_millis(200)),
         Ok(Some(Event::Joined { .. })) | Ok(None)
     ));
+}
+
+#[test]
+fn a_retried_nonce_posts_once_and_dms_have_history() {
+    let (_server, addr) = start_chat();
+    let mut ada = user2(addr, "ada", true);
+    let mut ada_phone = user2(addr, "ada", false);
+    let mut bob = user2(addr, "bob", true);
+    ada.create("lobby", None).expect("create");
+    bob.join("lobby").expect("join");
+    let once = once_more();
+    let first = ada.send_with("lobby", "hi", &once).expect("send");
+    let hello = ada.hello(2).expect("hello");
+    if !(hello.has("idempotency") && hello.has("dm_history")) {
+        // A server without them ignores the nonce: the send itself still works.
+        assert_eq!(first.seq, 1);
+        return;
+    }
+    let again = ada.send_with("lobby", "hi", &once).expect("the retry");
+    assert_eq!(first, again, "the retry gets the first answer");
+    match next_news(&mut bob) {
+        Event::Message(m) => assert_eq!((m.seq, m.text.as_str()), (first.seq, "hi")),
+        other => panic!("{other:?}"),
+    }
+    let reply = SendOptions {
+        nonce: None,
+        reply_to: Some(first.seq),
+    };
+    bob.send_with("lobby", "hello", &reply).expect("reply");
+    assert!(matches!(next_news(&mut ada), Event::Message(m) if m.reply_to == Some(first.seq)));
+    assert!(
+        bob.next_event(Duration::from_millis(200))
+            .expect("listens")
+            .is_none(),
+        "no second message"
+    );
+
+    let sent = ada.dm_with("bob", "psst", &once_more()).expect("dm");
+    let seq = sent.seq.expect("a server with dm_history numbers DMs");
+    for (who, client) in [("bob", &mut bob), ("ada's phone", &mut ada_phone)] {
+        // The phone is in lobby too: its messages come first.
+        let dm = loop {
+            match next_news(client) {
+                Event::DirectMessage(dm) => break dm,
+                Event::Message(_) => {}
+                other => panic!("{who}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            (dm.from.as_str(), dm.to.as_str(), dm.seq),
+            ("ada", "bob", seq),
+            "{who}"
+        );
+    }
+    let history = bob
+        .dm_history("ada", Default::default())
+        .expect("dm_history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].with.as_str(), history[0].text.as_str()),
+        ("ada", "psst")
+    );
+    let conversations = bob.conversations().expect("conversations");
+    assert_eq!(conversations[0].with, "ada");
+    assert_eq!(conversations[0].seq, seq);
+    bob.block("ada").expect("block");
+    assert_eq!(bob.blocks().expect("blocks"), ["ada"]);
+    bob.unblock("ada").expect("unblock");
+    assert!(bob.blocks().expect("blocks").is_empty());
+}
+
+fn once_more() -> SendOptions {
+    SendOptions {
+        nonce: Some(fresh_nonce()),
+        reply_to: None,
+    }
 }
