@@ -84,7 +84,8 @@ pub use chat::command::{CommandError, Context, RoomMessage};
 #[cfg(feature = "cli")]
 pub use cli::{certs, terminal};
 pub use client::{
-    Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
+    Ban, Client, ClientError, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello,
+    HistoryQuery, Joined, Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
 pub use config::SyncMode;
 pub use config::{Config, Mode, Storage, TlsConfig};

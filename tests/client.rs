@@ -235,6 +235,7 @@ fn messages_events_and_history() {
             text: "one".into(),
             seq: 1,
             ts: first.ts,
+            reply_to: None,
         })
     );
     // The sending connection gets no copy of its own message.

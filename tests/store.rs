@@ -394,6 +394,7 @@ fn restart_keeps_everything(how: Stop, test: &str) {
             text,
             seq: ack.seq,
             ts: ack.ts,
+            reply_to: None,
         });
     }
     let dm1 = ada.dm("bob", "while you were out").unwrap();

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -65,7 +66,12 @@ impl Chatter {
 
     /// Waits for a stdout line containing `needle` and returns it.
     fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        self.expect_within(needle, TIMEOUT)
+    }
+
+    /// As `expect`, waiting up to `wait`.
+    fn expect_within(&mut self, needle: &str, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout.recv_timeout(left) {
@@ -76,7 +82,7 @@ impl Chatter {
                     }
                 }
                 Err(_) => panic!(
-                    "no line with {needle:?} on stdout within {TIMEOUT:?}; it showed:\n{}",
+                    "no line with {needle:?} on stdout within {wait:?}; it showed:\n{}",
                     self.shown.join("\n")
                 ),
             }
@@ -289,6 +295,55 @@ fn wrong_password_is_a_clear_error() {
     );
 }
 
+#[test]
+fn room_commands_act_and_their_events_read_as_words() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/create lobby");
+    ada.expect("created lobby");
+    let mut bob = Chatter::start(addr, "bob", PASSWORD, &["--signup"]);
+    bob.type_line("/join lobby");
+    bob.expect("now in lobby");
+    ada.expect("bob joined");
+
+    bob.type_line("/topic mine now");
+    bob.expect("(forbidden)");
+    ada.type_line("/topic cats and dogs");
+    ada.expect("topic of lobby set");
+    bob.expect("[lobby] * ada set the topic: cats and dogs");
+    ada.type_line("/op bob");
+    bob.expect("[lobby] * ada made bob an op");
+    ada.type_line("/deop bob");
+    bob.expect("[lobby] * ada made bob a plain member");
+    ada.type_line("/kick bob too loud");
+    bob.expect("[lobby] * ada removed bob (too loud)");
+    bob.expect("no current room now");
+
+    ada.type_line("/ban bob spam");
+    ada.expect("banned bob from lobby");
+    bob.type_line("/join lobby");
+    bob.expect("(banned)");
+    ada.type_line("/unban bob");
+    ada.expect("bob may join lobby again");
+    ada.type_line("/private on");
+    ada.expect("lobby is now invite-only");
+    bob.type_line("/join lobby");
+    bob.expect("(not_invited)");
+    ada.type_line("/invite bob");
+    bob.expect("ada invited you to lobby");
+    bob.type_line("/join lobby");
+    bob.expect("now in lobby (cats and dogs)");
+
+    ada.type_line("/delete-room");
+    ada.expect("deleted lobby");
+    bob.expect("[lobby] * ada deleted the room");
+    bob.expect("no current room now");
+    for chatter in [&mut ada, &mut bob] {
+        chatter.type_line("/quit");
+        chatter.exit_ok();
+    }
+}
+
 /// Cuts ada's connection through `proxy`, and checks that she reconnects and shows
 /// what bob sent to room r meanwhile.
 fn cut_and_catch_up(proxy: &Proxy, ada: &mut Chatter, bob: &mut Client) {
@@ -333,6 +388,98 @@ fn reconnects_and_stays_in_the_room() {
     ada.exit_ok();
     let shown = ada.shown.join("\n");
     assert_eq!(shown.matches("while you were out").count(), 1, "{shown}");
+}
+
+#[test]
+fn a_send_whose_answer_was_lost_goes_again_with_its_nonce_and_posts_once() {
+    let (_server, addr) = start_chat();
+    let proxy = Proxy::start(addr);
+    let mut ada = Chatter::start(proxy.addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/create r");
+    ada.expect("created r");
+    let mut bob = signed_up(Client::connect(addr).expect("connects"), "bob");
+    bob.join("r").expect("join");
+    let idempotent = bob.hello(2).expect("hello").has("idempotency");
+
+    // The line reaches the server; its answer never reaches ada, whose request times
+    // out (10 s) and whose chat reconnects.
+    proxy.mute();
+    ada.type_line("only once");
+    ada.expect_within("connection lost", TIMEOUT * 2);
+    ada.expect("reconnected");
+    if idempotent {
+        ada.expect("sending again: only once");
+    } else {
+        ada.expect("\"only once\" may not have been sent");
+    }
+    ada.type_line("/quit");
+    ada.exit_ok();
+    let mut copies = 0;
+    while let Some(event) = bob
+        .next_event(Duration::from_millis(300))
+        .expect("bob listens")
+    {
+        if matches!(&event, Event::Message(m) if m.text == "only once") {
+            copies += 1;
+        }
+    }
+    assert_eq!(copies, 1, "the server posted it once");
+}
+
+#[test]
+fn password_and_account_commands_ask_without_echo_and_act() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.expect("logged in as ada");
+    let accounts = Client::connect(addr)
+        .and_then(|mut c| c.hello(2))
+        .expect("hello")
+        .has("accounts");
+    if !accounts {
+        // A server without the op refuses it; the chat still asked and carries on.
+        ada.type_line("/password");
+        for line in [PASSWORD, "a new password", "a new password"] {
+            ada.type_line(line);
+        }
+        ada.expect("(unknown_op)");
+        return;
+    }
+    ada.type_line("/password");
+    ada.expect("current password");
+    ada.type_line(PASSWORD);
+    ada.type_line("a new password");
+    ada.type_line("another one");
+    ada.expect("the two new passwords differ");
+    ada.type_line("/password");
+    for line in ["wrong password", "a new password", "a new password"] {
+        ada.type_line(line);
+    }
+    ada.expect("(auth_failed)");
+    ada.type_line("/password");
+    for line in [PASSWORD, "a new password", "a new password"] {
+        ada.type_line(line);
+    }
+    ada.expect("password changed");
+    let mut check = Client::connect(addr).expect("connects");
+    check
+        .login("ada", "a new password")
+        .expect("the new password works");
+    check.quit().expect("quit");
+
+    ada.type_line("/delete-account");
+    ada.type_line("a new password");
+    ada.type_line("no");
+    ada.expect("account kept");
+    ada.type_line("/delete-account");
+    ada.type_line("a new password");
+    ada.type_line("yes");
+    ada.expect("account ada deleted");
+    ada.exit_ok();
+    let mut check = Client::connect(addr).expect("connects");
+    assert!(
+        check.login("ada", "a new password").is_err(),
+        "the account is gone"
+    );
 }
 
 #[test]
@@ -426,6 +573,8 @@ fn help_explains_every_flag() {
 struct Proxy {
     addr: SocketAddr,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// One flag per connection: set, the server's bytes to the client are dropped.
+    mutes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl Proxy {
@@ -434,6 +583,8 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let open = Arc::new(Mutex::new(Vec::new()));
         let registry = Arc::clone(&open);
+        let mutes = Arc::new(Mutex::new(Vec::new()));
+        let mute_registry = Arc::clone(&mutes);
         // Lives as long as the test process: it only ever blocks in `accept`.
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -449,11 +600,23 @@ impl Proxy {
                     open.extend(client.try_clone());
                     open.extend(upstream.try_clone());
                 }
-                forward(client, upstream2);
-                forward(upstream, client2);
+                let muted = Arc::new(AtomicBool::new(false));
+                if let Ok(mut mutes) = mute_registry.lock() {
+                    mutes.push(Arc::clone(&muted));
+                }
+                forward(client, upstream2, Arc::new(AtomicBool::new(false)));
+                forward(upstream, client2, muted);
             }
         });
-        Proxy { addr, open }
+        Proxy { addr, open, mutes }
+    }
+
+    /// From now on, drops what the server sends on the connections open so far (the
+    /// requests still get through); new connections are not muted.
+    fn mute(&self) {
+        for muted in self.mutes.lock().expect("proxy mutes").drain(..) {
+            muted.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Cuts every connection open through the proxy; new ones still get through.
@@ -465,10 +628,16 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to` on a thread until either side closes.
-fn forward(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` on a thread until either side closes, dropping the bytes
+/// while `muted` is set.
+fn forward(mut from: TcpStream, mut to: TcpStream, muted: Arc<AtomicBool>) {
     thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if !muted.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = to.shutdown(Shutdown::Both);
         let _ = from.shutdown(Shutdown::Both);
     });

@@ -16,6 +16,48 @@ pub struct Message {
     pub seq: u64,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The seq of the message (in the same room) this one answers, if it is a reply
+    /// (protocol 2: [`SendOptions::reply_to`]).
+    #[serde(default)]
+    pub reply_to: Option<u64>,
+}
+
+/// A direct message as protocol 2 shows it: the `dm` event on a connection that said
+/// [`Client::hello`](crate::Client::hello) with 2, and one element of a
+/// [`Client::dm_history`](crate::Client::dm_history) answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DirectMessage {
+    /// The sender's user name (this user's own, for a DM sent from another connection).
+    pub from: String,
+    /// The recipient's user name.
+    pub to: String,
+    /// The other party of the conversation as this user sees it (oneself in a DM to
+    /// oneself). A server that leaves it out of `dm_history` elements gets it filled
+    /// in by the client from the `with` asked for.
+    #[serde(default)]
+    pub with: String,
+    /// Its per-conversation sequence number (from 1, gap-free, like a room's).
+    pub seq: u64,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The text as sent.
+    pub text: String,
+    /// The seq of the message (in the same conversation) this one answers, if any.
+    #[serde(default)]
+    pub reply_to: Option<u64>,
+}
+
+/// A member's standing in a room (protocol 2): the creator is its `owner`, who may
+/// make members `op` ([`Client::set_role`](crate::Client::set_role)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A plain member.
+    Member,
+    /// May set the topic, kick, ban and invite (but not kick the owner or another op).
+    Op,
+    /// Everything an op may, plus set roles, `set_room` and `delete_room`.
+    Owner,
 }
 
 /// Something the server pushed without being asked.
@@ -24,7 +66,9 @@ pub struct Message {
 pub enum Event {
     /// Someone else sent a message to a room this user is in.
     Message(Message),
-    /// A direct message to this user (live, or kept while offline).
+    /// A direct message to this user (live, or kept while offline), as a connection
+    /// speaking protocol 1 gets it (and one speaking 2 from a server without DM
+    /// history, whose `dm` carries no `seq`); protocol 2 has [`Event::DirectMessage`].
     Dm {
         /// The sender's user name.
         from: String,
@@ -53,13 +97,78 @@ pub enum Event {
         /// adds more; a client shows an unknown reason as it is).
         reason: String,
     },
+    /// A member's role changed (protocol 2).
+    Role {
+        /// The room.
+        room: String,
+        /// Whose role changed.
+        user: String,
+        /// The new role.
+        role: Role,
+        /// Who changed it.
+        by: String,
+    },
+    /// A room's topic changed (protocol 2); also to the setter's other connections.
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic (`""`: none).
+        topic: String,
+        /// Who set it.
+        by: String,
+    },
+    /// A member was removed from a room by an owner or op (protocol 2; protocol 1
+    /// gets [`Event::Left`]), also to the kicked user's own connections. A ban
+    /// removes the member the same way.
+    Kicked {
+        /// The room.
+        room: String,
+        /// Who was removed.
+        user: String,
+        /// Who removed them.
+        by: String,
+        /// Why, if the remover said.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// This user was invited to a room (protocol 2), and may now join it once even if
+    /// it is invite-only. Kept for the user while offline, like a DM.
+    Invited {
+        /// The room.
+        room: String,
+        /// Who invited.
+        by: String,
+    },
+    /// A room this user was in was deleted (protocol 2): its history is gone and the
+    /// name is free again.
+    RoomDeleted {
+        /// The room.
+        room: String,
+        /// Its owner, or the server operator, who deleted it.
+        by: String,
+    },
+    /// A direct message to this user, or one this user sent from another connection,
+    /// on a connection speaking protocol 2.
+    #[serde(skip_deserializing)]
+    DirectMessage(DirectMessage),
     /// An event kind this client does not know (from a newer server), kept whole.
     #[serde(skip_deserializing)]
     Other(Value),
 }
 
 /// Event kinds that [`Event`] models; any other kind becomes [`Event::Other`].
-pub(super) const KNOWN_EVENTS: [&str; 5] = ["message", "dm", "joined", "left", "closing"];
+pub(super) const KNOWN_EVENTS: [&str; 10] = [
+    "message",
+    "dm",
+    "joined",
+    "left",
+    "closing",
+    "role",
+    "topic",
+    "kicked",
+    "invited",
+    "room_deleted",
+];
 
 /// The answer to `whoami`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -104,7 +213,117 @@ pub struct Sent {
     pub ts: u64,
 }
 
-/// Which slice of a room's history `history` returns; `Default` is the newest 50.
+/// The answer to [`Client::dm_with`](crate::Client::dm_with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct DmSent {
+    /// The DM's per-conversation sequence number; `None` from a server that does not
+    /// keep DM history (no `dm_history` in [`Hello::features`]).
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// The answer to `hello`: what the server is and offers (PROTOCOL-2 section 1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Hello {
+    /// The server's name: `"parlor"`.
+    pub server: String,
+    /// The server's crate version, e.g. `"0.1.0"`.
+    pub version: String,
+    /// The protocol version this connection speaks from now on: the lower of the
+    /// client's and the server's.
+    pub protocol: u64,
+    /// The protocol-2 features that work on this server (`"roles"`, `"idempotency"`,
+    /// `"dm_history"`...); see [`Hello::has`].
+    pub features: Vec<String>,
+    /// The server's limits.
+    pub limits: Limits,
+}
+
+impl Hello {
+    /// Whether the server names `feature` in `features`.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
+/// The server's limits, as `hello` tells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Limits {
+    /// The longest request line accepted, in bytes.
+    pub max_frame: u64,
+    /// The longest message `text`, in bytes.
+    pub max_text: u64,
+    /// The largest `enc` payload as encoded, in bytes.
+    pub max_enc: u64,
+    /// The largest `limit` that `history` and `dm_history` accept.
+    pub history_max: u64,
+    /// Seconds of silence after which the server closes a connection.
+    pub idle_timeout: u64,
+    /// Frames per second a connection may send on average; 0: no limit.
+    pub max_frame_rate: u64,
+}
+
+/// A ban in the answer to [`Client::bans`](crate::Client::bans).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Ban {
+    /// The banned user.
+    pub user: String,
+    /// Who banned them.
+    pub by: String,
+    /// Why, if the banner said.
+    pub reason: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// One DM conversation in the answer to
+/// [`Client::conversations`](crate::Client::conversations).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Conversation {
+    /// The other party.
+    pub with: String,
+    /// The last message's seq.
+    pub seq: u64,
+    /// The last message's `ts`, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// How many messages from the other party are after this user's read marker.
+    #[serde(default)]
+    pub unread: u64,
+}
+
+/// The optional parts of a message (protocol 2), for
+/// [`Client::send_with`](crate::Client::send_with) and
+/// [`Client::dm_with`](crate::Client::dm_with).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SendOptions {
+    /// Makes the request idempotent: 1-64 bytes, unique per user for at least 24 h
+    /// ([`fresh_nonce`](crate::client::fresh_nonce) makes one). A repeat with the same
+    /// nonce (after a lost connection, say) is not executed again: it gets the first
+    /// answer, and no second event goes out. Reusing one for another op, room or
+    /// recipient is `bad_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Makes the message a reply to this seq of the same room or conversation
+    /// (`no_such_message` if there is none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+}
+
+/// How [`Client::create_with`](crate::Client::create_with) sets up a room.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CreateOptions {
+    /// Its topic (at most 256 bytes); none if `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Whether only invited users may join (protocol 2; `rooms` lists it only to its
+    /// members).
+    pub invite_only: bool,
+}
+
+/// Which slice of a room's or conversation's history `history` and `dm_history`
+/// return; `Default` is the newest 50.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct HistoryQuery {
     /// Only messages with a seq below this.

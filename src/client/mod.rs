@@ -8,6 +8,19 @@
 //! [`Client::connect_tls`] speaks the same protocol over TLS (rustls), checking the
 //! server's certificate against the public authorities or a CA file ([`TlsOptions`]).
 //!
+//! A client speaks protocol 1 until [`Client::hello`] asks for 2 (PROTOCOL-2 section
+//! 1), so code written against v1 sees no change. Protocol 2 adds typed methods for
+//! room moderation ([`Client::set_role`], [`Client::set_topic`], [`Client::kick`],
+//! [`Client::ban`], [`Client::unban`], [`Client::bans`], [`Client::set_room`],
+//! [`Client::invite`], [`Client::create_with`] for an invite-only room,
+//! [`Client::delete_room`]), accounts ([`Client::change_password`],
+//! [`Client::delete_account`], [`Client::block`], [`Client::unblock`],
+//! [`Client::blocks`]) and messages ([`Client::send_with`] and [`Client::dm_with`]
+//! with a nonce ([`fresh_nonce`]) or `reply_to`, [`Client::dm_history`],
+//! [`Client::conversations`]), and the events [`Event::Role`], [`Event::Topic`],
+//! [`Event::Kicked`], [`Event::Invited`], [`Event::RoomDeleted`] and
+//! [`Event::DirectMessage`]. Which of them a server has, [`Hello::features`] says.
+//!
 //! ```
 //! use std::time::Duration;
 //! use parlor::client::{Event, HistoryQuery};
@@ -46,9 +59,11 @@
 //! # }
 //! ```
 
+mod accounts;
 mod error;
 mod frames;
 mod ops;
+mod rooms;
 mod stream;
 mod tls;
 
@@ -63,7 +78,10 @@ use serde_json::{Map, Value};
 use crate::ErrorCode;
 pub use error::ClientError;
 use frames::KNOWN_EVENTS;
-pub use frames::{Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami};
+pub use frames::{
+    Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
+    Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
+};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
 #[cfg(feature = "cli")]
@@ -88,6 +106,9 @@ pub struct Client {
     responses: VecDeque<(u64, Map<String, Value>)>,
     events: VecDeque<Event>,
     timeout: Duration,
+    /// The protocol version the connection speaks: 1 until [`Client::hello`] says
+    /// otherwise. It decides how a `dm` event is typed.
+    protocol: u64,
     closing_reason: Option<String>,
     /// Whether any frame has come from the server yet.
     heard: bool,
@@ -106,6 +127,7 @@ impl fmt::Debug for Client {
             .field("responses", &self.responses.len())
             .field("events", &self.events)
             .field("timeout", &self.timeout)
+            .field("protocol", &self.protocol)
             .field("closing_reason", &self.closing_reason)
             .field("refused", &self.refused)
             .finish()
@@ -138,6 +160,7 @@ impl Client {
             responses: VecDeque::new(),
             events: VecDeque::new(),
             timeout: DEFAULT_TIMEOUT,
+            protocol: 1,
             closing_reason: None,
             heard: false,
             refused: false,
@@ -281,7 +304,7 @@ impl Client {
             )));
         };
         if frame.contains_key("event") {
-            let event = parse_event(frame)?;
+            let event = parse_event(frame, self.protocol)?;
             if let Event::Closing { reason } = &event {
                 self.closing_reason = Some(reason.clone());
                 self.refused = !self.heard;
@@ -351,16 +374,162 @@ fn interpret(response: Map<String, Value>) -> Result<Value, ClientError> {
     }
 }
 
-/// Types an event frame; a kind [`Event`] does not model stays whole as [`Event::Other`].
-fn parse_event(frame: Map<String, Value>) -> Result<Event, ClientError> {
-    let known = frame
-        .get("event")
-        .and_then(Value::as_str)
-        .is_some_and(|kind| KNOWN_EVENTS.contains(&kind));
+/// Types an event frame that came on a connection speaking `protocol`; a kind
+/// [`Event`] does not model stays whole as [`Event::Other`].
+fn parse_event(frame: Map<String, Value>, protocol: u64) -> Result<Event, ClientError> {
+    let kind = frame.get("event").and_then(Value::as_str);
+    let known = kind.is_some_and(|kind| KNOWN_EVENTS.contains(&kind));
+    // A server without DM history (no `dm_history` feature) sends v1's form even in
+    // protocol 2: only a `dm` with a `seq` has the protocol-2 fields.
+    let v2_dm = protocol >= 2 && kind == Some("dm") && frame.contains_key("seq");
     let frame = Value::Object(frame);
-    if !known {
-        return Ok(Event::Other(frame));
+    let malformed =
+        |e: serde_json::Error| ClientError::Protocol(format!("malformed event ({e}): {frame}"));
+    if v2_dm {
+        DirectMessage::deserialize(&frame)
+            .map(Event::DirectMessage)
+            .map_err(malformed)
+    } else if known {
+        Event::deserialize(&frame).map_err(malformed)
+    } else {
+        Ok(Event::Other(frame))
     }
-    Event::deserialize(&frame)
-        .map_err(|e| ClientError::Protocol(format!("malformed event ({e}): {frame}")))
+}
+
+/// A new random nonce for [`SendOptions::nonce`]: 128 bits as 32 hex digits, so two
+/// never meet in the 24 h a server keeps them.
+pub fn fresh_nonce() -> String {
+    let mut raw = [0u8; 16];
+    // Without the OS's random source there is nothing sound to fall back on; the
+    // server's own session tokens make the same assumption.
+    getrandom::fill(&mut raw).expect("the OS random source failed");
+    hex::encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(frame: Value, protocol: u64) -> Event {
+        let Value::Object(frame) = frame else {
+            panic!("not an object: {frame}")
+        };
+        parse_event(frame, protocol).expect("parses")
+    }
+
+    #[test]
+    fn a_dm_is_typed_by_the_connections_protocol() {
+        let frame = json!({"event": "dm", "from": "bob", "to": "ada", "with": "bob",
+            "seq": 3, "ts": 9, "text": "psst", "reply_to": 1});
+        assert_eq!(
+            event(frame.clone(), 1),
+            Event::Dm {
+                from: "bob".into(),
+                text: "psst".into(),
+                ts: 9
+            }
+        );
+        assert_eq!(
+            event(frame, 2),
+            Event::DirectMessage(DirectMessage {
+                from: "bob".into(),
+                to: "ada".into(),
+                with: "bob".into(),
+                seq: 3,
+                ts: 9,
+                text: "psst".into(),
+                reply_to: Some(1),
+            })
+        );
+    }
+
+    #[test]
+    fn a_dm_without_seq_stays_in_v1_form_on_protocol_2() {
+        let frame = json!({"event": "dm", "from": "bob", "text": "psst", "ts": 9});
+        assert!(matches!(event(frame, 2), Event::Dm { .. }));
+    }
+
+    #[test]
+    fn protocol_2_events_decode() {
+        let kicked = json!({"event": "kicked", "room": "r", "user": "bob", "by": "ada",
+            "reason": null});
+        assert_eq!(
+            event(kicked, 2),
+            Event::Kicked {
+                room: "r".into(),
+                user: "bob".into(),
+                by: "ada".into(),
+                reason: None
+            }
+        );
+        let role = json!({"event": "role", "room": "r", "user": "bob", "role": "op", "by": "ada"});
+        assert!(matches!(event(role, 2), Event::Role { role: Role::Op, .. }));
+        let message = json!({"event": "message", "room": "r", "from": "bob", "text": "hi",
+            "seq": 2, "ts": 5, "reply_to": 1});
+        assert!(matches!(
+            event(message, 2),
+            Event::Message(Message {
+                reply_to: Some(1),
+                ..
+            })
+        ));
+        let future = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        assert_eq!(event(future.clone(), 2), Event::Other(future));
+        let Value::Object(broken) = json!({"event": "topic", "room": "r"}) else {
+            unreachable!()
+        };
+        assert!(matches!(
+            parse_event(broken, 2),
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn hello_decodes_and_names_features() {
+        let hello: Hello = serde_json::from_value(json!({"ok": true, "server": "parlor",
+            "version": "0.1.0", "protocol": 2, "features": ["roles", "idempotency"],
+            "limits": {"max_frame": 65536, "max_text": 4096, "max_enc": 12288,
+                "history_max": 500, "idle_timeout": 300, "max_frame_rate": 0}}))
+        .expect("decodes");
+        assert_eq!(hello.protocol, 2);
+        assert!(hello.has("idempotency") && !hello.has("typing"));
+        assert_eq!(hello.limits.history_max, 500);
+    }
+
+    #[test]
+    fn options_encode_only_what_is_set() {
+        assert_eq!(
+            serde_json::to_value(SendOptions::default()).expect("encodes"),
+            json!({})
+        );
+        let options = SendOptions {
+            nonce: Some("n1".into()),
+            reply_to: Some(4),
+        };
+        assert_eq!(
+            serde_json::to_value(&options).expect("encodes"),
+            json!({"nonce": "n1", "reply_to": 4})
+        );
+        let create = CreateOptions {
+            topic: None,
+            invite_only: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&create).expect("encodes"),
+            json!({"invite_only": true})
+        );
+        assert_eq!(
+            serde_json::to_value(Role::Owner).expect("encodes"),
+            json!("owner")
+        );
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_fit_the_limit() {
+        let (a, b) = (fresh_nonce(), fresh_nonce());
+        assert_ne!(a, b);
+        assert!((1..=64).contains(&a.len()), "{a}");
+    }
 }

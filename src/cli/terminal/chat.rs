@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
-use crate::client::{Client, ClientError, Event, HistoryQuery, Message, TlsOptions};
+use crate::client::{
+    Client, ClientError, Event, HistoryQuery, Message, SendOptions, TlsOptions, fresh_nonce,
+};
 use crate::terminal::screen::{Input, Keyboard, Screen};
 use crate::terminal::{
     Command, TerminalError, connect, error::Described, format_event, format_message, help, parse,
@@ -40,7 +42,8 @@ const CATCH_UP: u64 = 100;
 /// The connection, or the lack of one while reconnecting.
 pub(super) enum Link {
     Up {
-        client: Client,
+        /// Boxed: a `Client` holds its buffers inline and is far larger than `Down`.
+        client: Box<Client>,
         /// When the last request went out: a ping is due `PING_EVERY` after it.
         last_sent: Instant,
     },
@@ -52,9 +55,33 @@ pub(super) enum Link {
     },
 }
 
+/// A message on its way: kept until the server answers, so that after a lost
+/// connection it goes again with the same nonce and the server does not post it twice.
+pub(super) struct Outgoing {
+    to: Target,
+    text: String,
+    nonce: String,
+}
+
+/// Where an [`Outgoing`] message goes.
+enum Target {
+    Room(String),
+    User(String),
+}
+
+impl Outgoing {
+    fn new(to: Target, text: String) -> Outgoing {
+        Outgoing {
+            to,
+            text,
+            nonce: fresh_nonce(),
+        }
+    }
+}
+
 /// Whether to go on after a typed line.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Quit,
 }
@@ -65,6 +92,13 @@ pub(super) struct Chat {
     /// How to speak TLS, with the server name filled in; `None` for plain TCP.
     pub(super) tls: Option<TlsOptions>,
     pub(super) session: String,
+    /// The user logged in.
+    pub(super) me: String,
+    /// Whether the server keeps nonces (`hello` names `idempotency`): only then is a
+    /// send whose answer was lost sent again.
+    pub(super) idempotent: bool,
+    /// The message sent whose answer was lost with the connection, if any.
+    pub(super) pending: Option<Outgoing>,
     pub(super) link: Link,
     /// The current room, where plain lines go.
     pub(super) room: Option<String>,
@@ -146,6 +180,16 @@ impl Chat {
         }
         let line = format_event(&event, Timestamp::now(), &self.zone);
         self.screen.line(line);
+        let gone = match &event {
+            Event::Kicked { room, user, .. } if *user == self.me => Some(room),
+            Event::RoomDeleted { room, .. } => Some(room),
+            _ => None,
+        };
+        if gone.is_some() && gone == self.room.as_ref() {
+            self.room = None;
+            self.screen
+                .notice("you are no longer in that room; no current room now");
+        }
     }
 
     fn on_line(&mut self, line: &str) -> Flow {
@@ -168,14 +212,22 @@ impl Chat {
                     .notice("not connected (reconnecting): try again in a moment");
                 return Flow::Continue;
             }
-            Command::Say(text) => self.say(&text),
+            Command::Say(text) => self.say(text),
             Command::Join(room) => self.join(room),
             Command::Leave => self.leave(),
             Command::Rooms => self.rooms(),
             Command::Who => self.who(),
-            Command::Dm { to, text } => self.call(|c| c.dm(&to, &text)).map(drop),
+            Command::Dm { to, text } => self.post(Outgoing::new(Target::User(to), text)),
             Command::History(count) => self.history(count.unwrap_or(DEFAULT_HISTORY)),
             Command::Create { room, topic } => self.create(room, topic.as_deref()),
+            Command::Password => self.change_password(),
+            Command::DeleteAccount => match self.delete_account() {
+                Ok(flow) => return flow,
+                Err(e) => Err(e),
+            },
+            Command::Block(user) => self.block(&user, true),
+            Command::Unblock(user) => self.block(&user, false),
+            room_command => self.moderate(room_command),
         };
         if let Err(e) = done {
             self.fail(e);
@@ -192,7 +244,7 @@ impl Chat {
     }
 
     /// Runs one request, noting when, so that pings go out only on an idle line.
-    fn call<T>(
+    pub(super) fn call<T>(
         &mut self,
         request: impl FnOnce(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
@@ -204,7 +256,7 @@ impl Chat {
     }
 
     /// The current room; without one, says how to get one.
-    fn current(&mut self) -> Option<String> {
+    pub(super) fn current(&mut self) -> Option<String> {
         if self.room.is_none() {
             self.screen
                 .notice("no current room: /join ROOM or /create ROOM first");
@@ -212,11 +264,51 @@ impl Chat {
         self.room.clone()
     }
 
-    fn say(&mut self, text: &str) -> Result<(), ClientError> {
+    fn say(&mut self, text: String) -> Result<(), ClientError> {
         let Some(room) = self.current() else {
             return Ok(());
         };
-        self.call(|c| c.send(&room, text)).map(drop)
+        self.post(Outgoing::new(Target::Room(room), text))
+    }
+
+    /// Sends a message with its nonce. If the connection fails before the answer, the
+    /// message is kept for [`Chat::resend`]; an answer, even a refusal, ends it.
+    fn post(&mut self, outgoing: Outgoing) -> Result<(), ClientError> {
+        let options = SendOptions {
+            nonce: Some(outgoing.nonce.clone()),
+            reply_to: None,
+        };
+        let text = &outgoing.text;
+        let result = match &outgoing.to {
+            Target::Room(room) => self.call(|c| c.send_with(room, text, &options)).map(drop),
+            Target::User(to) => self.call(|c| c.dm_with(to, text, &options)).map(drop),
+        };
+        if let Err(e) = &result
+            && !matches!(e, ClientError::Server { .. })
+        {
+            self.pending = Some(outgoing);
+        }
+        result
+    }
+
+    /// After a reconnect, sends again the message whose answer was lost, with the same
+    /// nonce: a server that got it the first time answers as then and posts nothing.
+    /// A server that keeps no nonces might post it twice, so it is not retried there.
+    fn resend(&mut self) -> Result<(), ClientError> {
+        let Some(outgoing) = self.pending.take() else {
+            return Ok(());
+        };
+        if !self.idempotent {
+            self.screen.notice(format!(
+                "\"{}\" may not have been sent: this server cannot tell a retry from a new \
+                 message, so check before sending it again",
+                outgoing.text
+            ));
+            return Ok(());
+        }
+        self.screen
+            .notice(format!("sending again: {}", outgoing.text));
+        self.post(outgoing)
     }
 
     fn join(&mut self, room: String) -> Result<(), ClientError> {
@@ -328,18 +420,19 @@ impl Chat {
         let Link::Down { delay, .. } = self.link else {
             return Ok(());
         };
-        let resumed = connect(&self.addrs, self.tls.as_ref()).and_then(|mut client| {
+        let resumed = connect(&self.addrs, self.tls.as_ref()).and_then(|(mut client, idem)| {
             client.resume(&self.session)?;
-            Ok(client)
+            Ok((client, idem))
         });
         match resumed {
-            Ok(client) => {
+            Ok((client, idempotent)) => {
                 self.link = Link::Up {
-                    client,
+                    client: Box::new(client),
                     last_sent: Instant::now(),
                 };
+                self.idempotent = idempotent;
                 self.screen.notice("reconnected");
-                if let Err(e) = self.catch_up() {
+                if let Err(e) = self.resend().and_then(|()| self.catch_up()) {
                     self.fail(e);
                 }
                 Ok(())

@@ -2,7 +2,7 @@
 
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
-const COMMANDS: [(&str, &str); 9] = [
+const COMMANDS: [(&str, &str); 22] = [
     (
         "/join ROOM",
         "join ROOM, make it the current room, show its last messages",
@@ -18,6 +18,49 @@ const COMMANDS: [(&str, &str); 9] = [
     (
         "/history [N]",
         "show the last N messages of the current room (default 20)",
+    ),
+    ("/topic TEXT", "set the current room's topic (owner or op)"),
+    ("/op USER", "make USER an op of the current room (owner)"),
+    (
+        "/deop USER",
+        "make USER a plain member of the current room again (owner)",
+    ),
+    (
+        "/kick USER [REASON]",
+        "remove USER from the current room (owner or op)",
+    ),
+    (
+        "/ban USER [REASON]",
+        "remove USER from the current room and keep them out (owner or op)",
+    ),
+    (
+        "/unban USER",
+        "let USER join the current room again (owner or op)",
+    ),
+    (
+        "/invite USER",
+        "let USER join the current room once, even if it is private (owner or op)",
+    ),
+    (
+        "/private on|off",
+        "make the current room invite-only, or open to all (owner)",
+    ),
+    (
+        "/delete-room",
+        "delete the current room and its history (owner)",
+    ),
+    (
+        "/block USER",
+        "drop direct messages and invitations from USER",
+    ),
+    ("/unblock USER", "stop blocking USER"),
+    (
+        "/password",
+        "change your password (asks for the old one and the new one)",
+    ),
+    (
+        "/delete-account",
+        "delete your account for good (asks for your password, then to confirm)",
     ),
     ("/help", "show this list"),
     (
@@ -57,6 +100,42 @@ pub enum Command {
         /// Its topic, the rest of the line, if any.
         topic: Option<String>,
     },
+    /// `/topic TEXT`: set the current room's topic.
+    Topic(String),
+    /// `/op USER`: make USER an op of the current room.
+    Op(String),
+    /// `/deop USER`: make USER a plain member of the current room.
+    Deop(String),
+    /// `/kick USER [REASON]`.
+    Kick {
+        /// Who to remove from the current room.
+        user: String,
+        /// Why, the rest of the line, if given.
+        reason: Option<String>,
+    },
+    /// `/ban USER [REASON]`.
+    Ban {
+        /// Who to ban from the current room.
+        user: String,
+        /// Why, the rest of the line, if given.
+        reason: Option<String>,
+    },
+    /// `/unban USER`.
+    Unban(String),
+    /// `/invite USER` to the current room.
+    Invite(String),
+    /// `/private on|off`: whether the current room is invite-only.
+    Private(bool),
+    /// `/delete-room`: delete the current room.
+    DeleteRoom,
+    /// `/block USER`.
+    Block(String),
+    /// `/unblock USER`.
+    Unblock(String),
+    /// `/password`: change the password (asked for afterwards, without echo).
+    Password,
+    /// `/delete-account` (the password and a confirmation are asked for afterwards).
+    DeleteAccount,
     /// `/quit`.
     Quit,
     /// `/help`.
@@ -121,9 +200,60 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "who" => bare(args, "/who", Command::Who)?,
         "quit" => bare(args, "/quit", Command::Quit)?,
         "help" => bare(args, "/help", Command::Help)?,
-        _ => return Err(ParseError::Unknown(format!("/{name}"))),
+        _ => protocol2(name, args)?,
     };
     Ok(Some(command))
+}
+
+/// Parses the commands of protocol 2's ops: moderation, room settings, accounts.
+fn protocol2(name: &str, args: &str) -> Result<Command, ParseError> {
+    let command = match name {
+        "topic" if !args.is_empty() => Command::Topic(args.to_owned()),
+        "topic" => return Err(usage_of("/topic")),
+        "op" => Command::Op(one_word(args, "/op")?),
+        "deop" => Command::Deop(one_word(args, "/deop")?),
+        "kick" => {
+            let (user, reason) = user_and_reason(args, "/kick")?;
+            Command::Kick { user, reason }
+        }
+        "ban" => {
+            let (user, reason) = user_and_reason(args, "/ban")?;
+            Command::Ban { user, reason }
+        }
+        "unban" => Command::Unban(one_word(args, "/unban")?),
+        "invite" => Command::Invite(one_word(args, "/invite")?),
+        "private" => match args {
+            "on" => Command::Private(true),
+            "off" => Command::Private(false),
+            _ => return Err(usage_of("/private")),
+        },
+        "delete-room" => bare(args, "/delete-room", Command::DeleteRoom)?,
+        "block" => Command::Block(one_word(args, "/block")?),
+        "unblock" => Command::Unblock(one_word(args, "/unblock")?),
+        "password" => bare(args, "/password", Command::Password)?,
+        "delete-account" => bare(args, "/delete-account", Command::DeleteAccount)?,
+        _ => return Err(ParseError::Unknown(format!("/{name}"))),
+    };
+    Ok(command)
+}
+
+/// The one word `name` takes (a user name), else its usage error.
+fn one_word(args: &str, name: &'static str) -> Result<String, ParseError> {
+    match split_word(args) {
+        (word, "") if !word.is_empty() => Ok(word.to_owned()),
+        _ => Err(usage_of(name)),
+    }
+}
+
+/// A user name and, as the rest of the line, an optional reason.
+fn user_and_reason(args: &str, name: &'static str) -> Result<(String, Option<String>), ParseError> {
+    match split_word(args) {
+        ("", _) => Err(usage_of(name)),
+        (user, reason) => Ok((
+            user.to_owned(),
+            (!reason.is_empty()).then(|| reason.to_owned()),
+        )),
+    }
 }
 
 /// Splits off the first whitespace-separated word; the rest comes back trimmed.
@@ -228,6 +358,39 @@ mod tests {
     }
 
     #[test]
+    fn protocol_2_commands_parse() {
+        assert_eq!(
+            parsed("/topic  all about  cats "),
+            Command::Topic("all about  cats".into())
+        );
+        assert_eq!(parsed("/op bob"), Command::Op("bob".into()));
+        assert_eq!(parsed("/deop bob"), Command::Deop("bob".into()));
+        assert_eq!(
+            parsed("/kick bob"),
+            Command::Kick {
+                user: "bob".into(),
+                reason: None
+            }
+        );
+        assert_eq!(
+            parsed("/ban bob  spam, again"),
+            Command::Ban {
+                user: "bob".into(),
+                reason: Some("spam, again".into())
+            }
+        );
+        assert_eq!(parsed("/unban bob"), Command::Unban("bob".into()));
+        assert_eq!(parsed("/invite carol"), Command::Invite("carol".into()));
+        assert_eq!(parsed("/private on"), Command::Private(true));
+        assert_eq!(parsed("/private off"), Command::Private(false));
+        assert_eq!(parsed("/delete-room"), Command::DeleteRoom);
+        assert_eq!(parsed("/block eve"), Command::Block("eve".into()));
+        assert_eq!(parsed("/unblock eve"), Command::Unblock("eve".into()));
+        assert_eq!(parsed("/password"), Command::Password);
+        assert_eq!(parsed("/delete-account"), Command::DeleteAccount);
+    }
+
+    #[test]
     fn bad_commands_say_how() {
         let usage = |line| match parse(line) {
             Err(ParseError::Usage(usage)) => usage,
@@ -241,6 +404,13 @@ mod tests {
         assert_eq!(usage("/history 0"), "/history [N]");
         assert_eq!(usage("/history many"), "/history [N]");
         assert_eq!(usage("/quit now"), "/quit");
+        assert_eq!(usage("/topic"), "/topic TEXT");
+        assert_eq!(usage("/op"), "/op USER");
+        assert_eq!(usage("/op a b"), "/op USER");
+        assert_eq!(usage("/kick"), "/kick USER [REASON]");
+        assert_eq!(usage("/private maybe"), "/private on|off");
+        assert_eq!(usage("/password now"), "/password");
+        assert_eq!(usage("/delete-room x"), "/delete-room");
         assert_eq!(
             parse("/frobnicate x"),
             Err(ParseError::Unknown("/frobnicate".into()))
@@ -255,7 +425,28 @@ mod tests {
     fn help_lists_every_command() {
         let text = help().join("\n");
         for name in [
-            "/join", "/create", "/leave", "/rooms", "/who", "/dm", "/history", "/help", "/quit",
+            "/join",
+            "/create",
+            "/leave",
+            "/rooms",
+            "/who",
+            "/dm",
+            "/history",
+            "/topic",
+            "/op",
+            "/deop",
+            "/kick",
+            "/ban",
+            "/unban",
+            "/invite",
+            "/private",
+            "/delete-room",
+            "/block",
+            "/unblock",
+            "/password",
+            "/delete-account",
+            "/help",
+            "/quit",
         ] {
             assert!(text.contains(name), "{name} missing from help:\n{text}");
             assert!(

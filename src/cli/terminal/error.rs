@@ -26,10 +26,11 @@ pub enum TerminalError {
         /// Why it failed.
         source: ClientError,
     },
-    /// The server closed a plain connection without answering the login, as a TLS
-    /// port does with a client that does not speak TLS.
+    /// The server closed a plain connection without answering its first request
+    /// (`hello`, or the login), as a TLS port does with a client that does not speak
+    /// TLS.
     #[error(
-        "the server closed the connection without answering the login; if it serves \
+        "the server closed the connection without answering; if it serves \
          TLS on that port, add --tls (or --ca FILE)"
     )]
     ClosedAtLogin,

@@ -3,36 +3,98 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::client::{Event, Message};
+use crate::client::{DirectMessage, Event, Message, Role};
 
 /// Renders a server event as one line: local time, `[room]` (or `[dm]`), sender and
-/// text. Events that carry no `ts` are stamped with `now`. Control characters in
-/// anything the server sent are escaped, so one event is always one line and nobody
-/// can move the cursor or recolour the screen by sending escape codes.
+/// text, or what happened in words. Events that carry no `ts` are stamped with `now`.
+/// Control characters in anything the server sent are escaped, so one event is always
+/// one line and nobody can move the cursor or recolour the screen by sending escape
+/// codes.
 pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
+    let at = clock(now, zone);
     let line = match event {
         Event::Message(message) => return format_message(message, zone),
+        Event::DirectMessage(dm) => return format_dm(dm, zone),
         Event::Dm { from, text, ts } => format!("{} [dm] {from}: {text}", clock_ms(*ts, zone)),
-        Event::Joined { room, user } => format!("{} [{room}] * {user} joined", clock(now, zone)),
-        Event::Left { room, user } => format!("{} [{room}] * {user} left", clock(now, zone)),
-        Event::Closing { reason } => format!(
-            "{} * the server is closing the connection ({reason})",
-            clock(now, zone)
-        ),
-        Event::Other(frame) => format!("{} * event {frame}", clock(now, zone)),
+        Event::Joined { room, user } => format!("{at} [{room}] * {user} joined"),
+        Event::Left { room, user } => format!("{at} [{room}] * {user} left"),
+        Event::Closing { reason } => {
+            format!("{at} * the server is closing the connection ({reason})")
+        }
+        Event::Role {
+            room,
+            user,
+            role,
+            by,
+        } => format!("{at} [{room}] * {by} made {user} {}", role_words(*role)),
+        Event::Topic { room, topic, by } if topic.is_empty() => {
+            format!("{at} [{room}] * {by} cleared the topic")
+        }
+        Event::Topic { room, topic, by } => format!("{at} [{room}] * {by} set the topic: {topic}"),
+        Event::Kicked {
+            room,
+            user,
+            by,
+            reason,
+        } => format!("{at} [{room}] * {by} removed {user}{}", because(reason)),
+        Event::Invited { room, by } => {
+            format!("{at} * {by} invited you to {room}: /join {room} to enter")
+        }
+        Event::RoomDeleted { room, by } => format!("{at} [{room}] * {by} deleted the room"),
+        Event::Other(frame) => format!("{at} * event {frame}"),
     };
     printable(&line)
+}
+
+/// What a role change made of a member, in words.
+fn role_words(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "the owner",
+        Role::Op => "an op",
+        Role::Member => "a plain member",
+    }
+}
+
+/// ` (reason)` when there is one.
+fn because(reason: &Option<String>) -> String {
+    match reason.as_deref() {
+        Some(reason) if !reason.is_empty() => format!(" ({reason})"),
+        _ => String::new(),
+    }
 }
 
 /// Renders a room message (live or from `history`) as one line, like [`format_event`].
 pub fn format_message(message: &Message, zone: &TimeZone) -> String {
     printable(&format!(
-        "{} [{}] {}: {}",
+        "{} [{}] {}{}: {}",
         clock_ms(message.ts, zone),
         message.room,
         message.from,
+        reply_mark(message.reply_to),
         message.text
     ))
+}
+
+/// Renders a protocol-2 DM (live or from `dm_history`) as one line: `[dm]` for one
+/// received, `[dm to USER]` for one this user sent (from another connection).
+pub fn format_dm(dm: &DirectMessage, zone: &TimeZone) -> String {
+    let direction = if dm.from == dm.with && dm.from != dm.to {
+        String::new()
+    } else {
+        format!(" to {}", dm.to)
+    };
+    printable(&format!(
+        "{} [dm{direction}] {}{}: {}",
+        clock_ms(dm.ts, zone),
+        dm.from,
+        reply_mark(dm.reply_to),
+        dm.text
+    ))
+}
+
+/// ` (re #SEQ)` for a reply.
+fn reply_mark(reply_to: Option<u64>) -> String {
+    reply_to.map_or_else(String::new, |seq| format!(" (re #{seq})"))
 }
 
 /// `HH:MM:SS` of a protocol `ts` (milliseconds since the epoch) in `zone`.
@@ -86,6 +148,7 @@ mod tests {
             text: "hi ada".into(),
             seq: 3,
             ts: TS,
+            reply_to: None,
         });
         assert_eq!(
             format_event(&message, now(), &zone),
@@ -128,6 +191,73 @@ mod tests {
     }
 
     #[test]
+    fn protocol_2_events_read_as_words() {
+        let zone = TimeZone::UTC;
+        let shown = |event: Event| format_event(&event, now(), &zone);
+        assert_eq!(
+            shown(Event::Topic {
+                room: "lobby".into(),
+                topic: "cats".into(),
+                by: "ada".into()
+            }),
+            "00:00:59 [lobby] * ada set the topic: cats"
+        );
+        assert_eq!(
+            shown(Event::Role {
+                room: "lobby".into(),
+                user: "bob".into(),
+                role: Role::Op,
+                by: "ada".into()
+            }),
+            "00:00:59 [lobby] * ada made bob an op"
+        );
+        assert_eq!(
+            shown(Event::Kicked {
+                room: "lobby".into(),
+                user: "bob".into(),
+                by: "ada".into(),
+                reason: Some("spam".into())
+            }),
+            "00:00:59 [lobby] * ada removed bob (spam)"
+        );
+        assert_eq!(
+            shown(Event::Invited {
+                room: "den".into(),
+                by: "ada".into()
+            }),
+            "00:00:59 * ada invited you to den: /join den to enter"
+        );
+        assert_eq!(
+            shown(Event::RoomDeleted {
+                room: "den".into(),
+                by: "ada".into()
+            }),
+            "00:00:59 [den] * ada deleted the room"
+        );
+        let dm = DirectMessage {
+            from: "bob".into(),
+            to: "ada".into(),
+            with: "bob".into(),
+            seq: 4,
+            ts: TS,
+            text: "psst".into(),
+            reply_to: Some(2),
+        };
+        assert_eq!(
+            shown(Event::DirectMessage(dm.clone())),
+            "01:02:03 [dm] bob (re #2): psst"
+        );
+        let own = DirectMessage {
+            from: "ada".into(),
+            to: "bob".into(),
+            with: "bob".into(),
+            reply_to: None,
+            ..dm
+        };
+        assert_eq!(format_dm(&own, &zone), "01:02:03 [dm to bob] ada: psst");
+    }
+
+    #[test]
     fn time_is_shown_in_the_given_zone() {
         let zone = TimeZone::fixed(jiff::tz::offset(2));
         let dm = Event::Dm {
@@ -155,6 +285,7 @@ mod tests {
             text: "two\nlines \u{1b}[2J\tend".into(),
             seq: 1,
             ts: TS,
+            reply_to: None,
         };
         assert_eq!(
             format_message(&message, &TimeZone::UTC),

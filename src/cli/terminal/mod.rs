@@ -7,14 +7,21 @@
 //! types. With the line editor, events are printed above the prompt and the line being
 //! typed is redrawn below them; without it, output is plain lines with no escape codes.
 //!
+//! Every connection says `hello` with protocol 2 first, so protocol 2's events reach
+//! it and its room and account commands work; every message carries a nonce, and
+//! one whose answer was lost with the connection is sent again with that nonce after
+//! the reconnect (only where the server names `idempotency`).
+//!
 //! The parts worth testing on their own are plain functions: [`parse`] turns a typed
 //! line into a [`Command`], [`format_event`] and [`format_message`] turn what the
 //! server sends into one line of text.
 
+mod account;
 mod chat;
 mod command;
 mod error;
 mod format;
+mod moderation;
 mod screen;
 
 use std::io::{self, BufRead, IsTerminal};
@@ -28,7 +35,7 @@ use crate::client::{self, Client, ClientError, TlsOptions};
 use chat::{Chat, Link};
 pub use command::{Command, ParseError, help, parse};
 pub use error::TerminalError;
-pub use format::{format_event, format_message};
+pub use format::{format_dm, format_event, format_message};
 use screen::open_terminal;
 
 /// How long one request may take. The main loop is blocked meanwhile, so this is kept
@@ -65,15 +72,23 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
     });
     let keyboard_is_tty = io::stdin().is_terminal();
     let password = read_password(&options.user, keyboard_is_tty)?;
-    let mut client = connect(&addrs, tls.as_ref()).map_err(|source| TerminalError::Connect {
-        addr: options.addr.clone(),
-        source,
+    // A plain client on a TLS port hears nothing back: its first request (`hello`
+    // now, `login` before) meets a closed connection.
+    let closed_plain =
+        |e: &ClientError| tls.is_none() && matches!(e, ClientError::Closed { reason: None });
+    let (mut client, idempotent) = connect(&addrs, tls.as_ref()).map_err(|source| {
+        if closed_plain(&source) {
+            TerminalError::ClosedAtLogin
+        } else {
+            TerminalError::Connect {
+                addr: options.addr.clone(),
+                source,
+            }
+        }
     })?;
     let session =
         log_in(&mut client, &options, &password, keyboard_is_tty).map_err(|e| match e {
-            TerminalError::Client(ClientError::Closed { reason: None }) if tls.is_none() => {
-                TerminalError::ClosedAtLogin
-            }
+            TerminalError::Client(e) if closed_plain(&e) => TerminalError::ClosedAtLogin,
             // Turned away at the door (a full server, say): the connect failed.
             TerminalError::Client(source @ ClientError::Refused { .. }) => TerminalError::Connect {
                 addr: options.addr.clone(),
@@ -88,8 +103,11 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
         addrs,
         tls,
         session,
+        me: me.user.clone(),
+        idempotent,
+        pending: None,
         link: Link::Up {
-            client,
+            client: Box::new(client),
             last_sent: Instant::now(),
         },
         room: None,
@@ -155,12 +173,14 @@ fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalEr
 }
 
 /// Connects to the first address that answers, over TLS if `tls` says how, with the
-/// request timeout set. A failed TLS handshake does not move on to the next address:
-/// that one answered, and its certificate is the same.
+/// request timeout set, and says `hello` with protocol 2; returns the client and
+/// whether the server keeps nonces (so a send can be retried safely). A failed TLS
+/// handshake does not move on to the next address: that one answered, and its
+/// certificate is the same.
 pub(super) fn connect(
     addrs: &[SocketAddr],
     tls: Option<&TlsOptions>,
-) -> Result<Client, ClientError> {
+) -> Result<(Client, bool), ClientError> {
     let mut failure = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
     for addr in addrs {
         match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
@@ -170,12 +190,27 @@ pub(super) fn connect(
                     None => Client::from_stream(stream)?,
                 };
                 client.set_timeout(REQUEST_TIMEOUT);
-                return Ok(client);
+                let idempotent = greet(&mut client)?;
+                return Ok((client, idempotent));
             }
             Err(e) => failure = e,
         }
     }
     Err(ClientError::Io(failure))
+}
+
+/// Says `hello` with protocol 2 (PROTOCOL-2 section 1: `parlor chat` speaks it);
+/// returns whether the server keeps nonces (feature `idempotency`). A server from
+/// before protocol 2 refuses `hello` (`unknown_op`): the chat then speaks protocol 1.
+fn greet(client: &mut Client) -> Result<bool, ClientError> {
+    match client.hello(2) {
+        Ok(hello) => Ok(hello.has("idempotency")),
+        Err(ClientError::Server { code, .. }) => {
+            log::debug!("no protocol 2 ({code}): speaking protocol 1");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Logs in, and on `auth_failed` offers to create the account (or creates it without

@@ -55,6 +55,31 @@ impl Keyboard {
         }
     }
 
+    /// Asks for one line outside the chat (a password, a confirmation): on a
+    /// terminal, a password is read without echo as the login prompt reads it, and
+    /// other answers through the line editor with `prompt`; otherwise the prompt is a
+    /// notice and the answer is the next line of stdin. `Ok(None)` if input ended.
+    pub(super) fn ask(
+        &mut self,
+        screen: &mut Screen,
+        prompt: &str,
+        secret: bool,
+    ) -> io::Result<Option<String>> {
+        match &self.prompts {
+            // The editor is idle between lines, so the terminal is free to read from.
+            Some(_) if secret => return rpassword::prompt_password(prompt).map(Some),
+            Some(_) => self.ready(prompt.to_owned()),
+            None => screen.notice(prompt.trim_end()),
+        }
+        let input = self.lines.recv();
+        self.editing = false;
+        match input {
+            Ok(Input::Line(line)) => Ok(Some(line)),
+            Ok(Input::Failed(e)) => Err(e),
+            Ok(Input::End) | Err(_) => Ok(None),
+        }
+    }
+
     /// Before exiting on an error: the editor holds the terminal in raw mode while it
     /// reads a line and gives it back only when the line ends, so wait for that.
     pub(super) fn release(&mut self, screen: &mut Screen, why: &TerminalError) {
