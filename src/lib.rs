@@ -74,8 +74,10 @@ mod echo;
 pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
+mod live;
 mod metrics;
 mod protocol;
+mod reload;
 mod server;
 mod store;
 mod transport;
@@ -87,7 +89,8 @@ pub use client::{
     Client, ClientError, Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami,
 };
 pub use config::SyncMode;
-pub use config::{Config, Mode, Storage, TlsConfig};
+pub use config::{Config, Mode, Signup, Storage, TlsConfig};
 pub use error_code::ErrorCode;
+pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
 pub use store::StoreError;

@@ -53,6 +53,12 @@ impl Chat {
         if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
             return fail(ErrorCode::WeakPassword, "a password is 8-72 bytes");
         }
+        if !self.live.signup_open() {
+            return fail(
+                ErrorCode::Forbidden,
+                "signup is closed on this server (--signup closed): ask an operator",
+            );
+        }
         if self.accounts.user(user).is_some() {
             return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));
         }
