@@ -263,11 +263,20 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
     let metrics = match server.metrics {
         Some(listener) => {
             let (reactor, service) = (Arc::clone(&reactor), Arc::clone(&service));
+            let ready_service = Arc::clone(&service);
             let render = crate::metrics::render(move |out| {
                 reactor.metrics.encode(out, reactor.open_count())?;
                 service.encode_metrics(out)
             });
-            Some(metrics_endpoint::spawn(listener, render).map_err(ServerError::Poller)?)
+            // Listening: the poller runs until a shutdown starts.
+            let stopping = Arc::clone(&stop);
+            let ready = move || {
+                if stopping.load(Ordering::Acquire) {
+                    return Err("shutting down".to_owned());
+                }
+                ready_service.ready()
+            };
+            Some(metrics_endpoint::spawn(listener, render, ready).map_err(ServerError::Poller)?)
         }
         None => None,
     };

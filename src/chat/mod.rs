@@ -416,6 +416,10 @@ impl Service for Chat {
         self.live.max_frame()
     }
 
+    fn ready(&self) -> Result<(), String> {
+        self.store.as_ref().map_or(Ok(()), Store::ready)
+    }
+
     fn open(&self, peer: SocketAddr) -> Session {
         if let Some(hook) = &self.hooks.opened {
             let _ = self.hook("open", || {
