@@ -94,3 +94,4 @@ pub use error_code::ErrorCode;
 pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
 pub use store::StoreError;
+pub use store::backup::{backup, restore};

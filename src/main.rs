@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
+use parlor::cli::backup::{self, BackupArgs, RestoreArgs};
 use parlor::cli::serve::{self, ServeArgs};
 use parlor::client::TlsOptions;
 use parlor::config::DEFAULT_ADDR;
@@ -31,6 +32,8 @@ enum Command {
     Chat(Chat),
     GenCert(GenCert),
     Config(ConfigCmd),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
 }
 
 /// About `parlor serve --config FILE`.
@@ -116,6 +119,8 @@ fn main() -> ExitCode {
             print!("{}", serve::example());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Backup(args)) => return report(backup::run_backup(&args)),
+        Some(Command::Restore(args)) => return report(backup::run_restore(&args)),
         None => {
             eprintln!(
                 "parlor: say what to do, e.g. `parlor serve` or `parlor chat --user NAME`; \
@@ -144,6 +149,20 @@ fn init_logger() {
             .filter_level(log::LevelFilter::Trace)
             .init();
         log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// Prints a one-shot command's outcome: 0 and the sentence, or 1 and the error.
+fn report(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

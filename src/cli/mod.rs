@@ -3,6 +3,7 @@
 //! flags and config file. All sit on top of the library's public API
 //! ([`crate::Client`], [`crate::Config`]), never on the server's internals.
 
+pub mod backup;
 pub mod certs;
 pub mod serve;
 pub mod terminal;
