@@ -63,18 +63,21 @@ impl fmt::Display for ReloadReport {
     }
 }
 
-/// Copies each named field from `from` to `to` where they differ, noting it in `notes`
-/// as `flag-name: was -> now`.
-macro_rules! carry {
-    ($from:expr, $to:expr, $notes:expr, $($field:ident),+) => {$(
-        if format!("{:?}", $from.$field) != format!("{:?}", $to.$field) {
+/// Notes each named field that differs between the running configuration `$old` and
+/// the new `$new` in `$notes` (`flag-name: running -> new`); with `$keep` true, also
+/// puts the running value back into `$new`.
+macro_rules! compare {
+    ($old:expr, $new:expr, $notes:expr, $keep:expr, $($field:ident),+) => {$(
+        if format!("{:?}", $old.$field) != format!("{:?}", $new.$field) {
             $notes.push(format!(
                 "{}: {:?} -> {:?}",
                 stringify!($field).replace('_', "-"),
-                $from.$field,
-                $to.$field
+                $old.$field,
+                $new.$field
             ));
-            $to.$field = $from.$field.clone();
+            if $keep {
+                $new.$field = $old.$field.clone();
+            }
         }
     )+};
 }
@@ -116,10 +119,11 @@ impl Reloader {
         let mut current = self.current.lock();
         config.fit_default_limits();
         let mut report = ReloadReport::default();
-        carry!(
+        compare!(
             current,
             config,
             report.kept,
+            true,
             addr,
             mode,
             workers,
@@ -143,11 +147,11 @@ impl Reloader {
         }
         let tls = self.tls(&current, &mut config, &mut report)?;
         config.check().map_err(ReloadError::Config)?;
-        let mut applied = current.clone();
-        carry!(
+        compare!(
+            current,
             config,
-            applied,
             report.applied,
+            false,
             max_frame,
             max_text,
             max_frame_rate,

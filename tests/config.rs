@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -66,9 +66,45 @@ fn every_serve_flag_has_a_key_in_the_example() {
     }
 }
 
-/// Runs `parlor serve` with `args` and returns its address once it listens, or its
-/// stderr if it exits first.
-fn serve(args: &[&str]) -> Result<(std::process::Child, SocketAddr), String> {
+/// A `parlor serve` process and what it logs.
+struct Served {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Waits for a log line containing `text`; false if none comes in time.
+    fn logs(&self, text: &str) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `parlor serve` with `args` until it listens; its stderr if it exits first.
+fn serve(args: &[&str]) -> Result<Served, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
         .arg("serve")
         .args(args)
@@ -78,34 +114,37 @@ fn serve(args: &[&str]) -> Result<(std::process::Child, SocketAddr), String> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the parlor binary");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, log) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut seen = String::new();
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 break;
             }
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if let Some(i) = seen.find("listening on ") {
-                let rest = &seen[i + "listening on ".len()..];
-                let _ = tx.send(Ok(rest.split(' ').next().unwrap_or("").to_owned()));
-                seen.clear();
-            }
         }
-        let _ = tx.send(Err(seen));
     });
-    match rx
-        .recv_timeout(TIMEOUT)
-        .expect("the binary neither listened nor exited")
-    {
-        Ok(addr) => Ok((child, addr.parse().expect("an address"))),
-        Err(stderr) => {
-            let _ = child.wait();
-            Err(stderr)
+    let mut seen = String::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = log.recv_timeout(left) else {
+            break;
+        };
+        if let Some(i) = line.find("listening on ") {
+            let rest = &line[i + "listening on ".len()..];
+            let addr = rest
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .expect("an address");
+            return Ok(Served { child, addr, log });
         }
+        seen.push_str(&line);
+        seen.push('\n');
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(seen)
 }
 
 #[test]
@@ -125,8 +164,10 @@ fn a_file_with_every_key_round_trips_into_a_running_server() {
         .replace("signup = \"open\"", "signup = \"closed\"");
     let file = dir.path().join("parlor.toml");
     std::fs::write(&file, text).unwrap();
-    let (mut child, addr) = serve(&["--config", file.to_str().unwrap()]).expect("it starts");
-    let mut client = Client::connect(addr).unwrap();
+    let Ok(served) = serve(&["--config", file.to_str().unwrap()]) else {
+        panic!("it starts");
+    };
+    let mut client = Client::connect(served.addr).unwrap();
     let refused = client.signup("ada", PASSWORD);
     assert!(
         matches!(&refused, Err(ClientError::Server { code, .. }) if code.to_string() == "forbidden"),
@@ -137,8 +178,6 @@ fn a_file_with_every_key_round_trips_into_a_running_server() {
         .unwrap();
     assert_eq!(hello["limits"]["max_text"], 20);
     assert!(data.join("parlor.db").is_file(), "data-dir from the file");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
@@ -151,15 +190,10 @@ fn a_flag_wins_over_the_file() {
         "in-memory = true\nmax-text = 20\naddr = \"127.0.0.1:0\"\n",
     )
     .unwrap();
-    let (mut child, addr) =
-        serve(&["--config", file.to_str().unwrap(), "--max-text", "30"]).expect("starts");
-    let mut client = Client::connect(addr).unwrap();
-    let hello = client
-        .request("hello", serde_json::json!({"protocol": 2}))
-        .unwrap();
-    assert_eq!(hello["limits"]["max_text"], 30);
-    let _ = child.kill();
-    let _ = child.wait();
+    let Ok(served) = serve(&["--config", file.to_str().unwrap(), "--max-text", "30"]) else {
+        panic!("it starts");
+    };
+    assert_eq!(max_text(served.addr), 30);
 }
 
 #[test]
@@ -172,11 +206,15 @@ fn a_bad_file_refuses_to_start_and_names_the_line() {
         "in-memory = true\naddr = \"127.0.0.1:0\"\nmax-txt = 20\n",
     )
     .unwrap();
-    let stderr = serve(&["--config", file.to_str().unwrap()]).expect_err("it must not start");
+    let Err(stderr) = serve(&["--config", file.to_str().unwrap()]) else {
+        panic!("it must not start");
+    };
     assert!(stderr.contains("line 3"), "{stderr}");
     assert!(stderr.contains("max-txt"), "{stderr}");
     std::fs::write(&file, "max-text = \"many\"\n").unwrap();
-    let stderr = serve(&["--config", file.to_str().unwrap()]).expect_err("a wrong type");
+    let Err(stderr) = serve(&["--config", file.to_str().unwrap()]) else {
+        panic!("a wrong type must not start");
+    };
     assert!(stderr.contains("line 1"), "{stderr}");
 }
 
@@ -324,4 +362,40 @@ fn healthz_and_readyz_answer_on_the_metrics_address() {
         "{last}"
     );
     handle.join().unwrap();
+}
+
+fn max_text(addr: SocketAddr) -> serde_json::Value {
+    let mut client = Client::connect(addr).unwrap();
+    let hello = client
+        .request("hello", serde_json::json!({"protocol": 2}))
+        .unwrap();
+    hello["limits"]["max_text"].clone()
+}
+
+#[test]
+fn sighup_reloads_the_file_and_a_bad_file_changes_nothing() {
+    let dir = common::DataDir::new("config-sighup");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let file = dir.path().join("parlor.toml");
+    let base = "in-memory = true\naddr = \"127.0.0.1:0\"\n";
+    std::fs::write(&file, format!("{base}max-text = 20\n")).unwrap();
+    let Ok(served) = serve(&["--config", file.to_str().unwrap()]) else {
+        panic!("it starts");
+    };
+    assert_eq!(max_text(served.addr), 20);
+
+    // `addr` cannot change live: logged, kept.
+    let moved = "in-memory = true\naddr = \"127.0.0.1:1\"\nmax-text = 10\n";
+    std::fs::write(&file, moved).unwrap();
+    served.signal("-HUP");
+    assert!(served.logs("max-text: 20 -> 10"), "the reload is logged");
+    assert_eq!(max_text(served.addr), 10);
+
+    std::fs::write(&file, format!("{base}max-text = 5\nmax-rooms = \"x\"\n")).unwrap();
+    served.signal("-HUP");
+    assert!(
+        served.logs("reload refused, nothing changed"),
+        "the refusal is logged"
+    );
+    assert_eq!(max_text(served.addr), 10, "a bad file changes nothing");
 }
