@@ -40,6 +40,15 @@ pub enum SyncMode {
     Full,
 }
 
+/// Whether anyone may make an account with `signup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signup {
+    /// `signup` makes accounts.
+    Open,
+    /// `signup` answers `forbidden`; accounts come from elsewhere (an operator).
+    Closed,
+}
+
 /// Where a server's certificate and key are, and where it serves TLS. Build it with
 /// [`TlsConfig::new`] and set `listen` if wanted; more fields may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +138,11 @@ pub struct Config {
     /// Server operators: account names that may act as owner in any room (e.g.
     /// `delete_room`) and, later, use the `admin_` ops. Empty: nobody.
     pub operators: Vec<String>,
+    /// Whether `signup` makes accounts (`--signup`).
+    pub signup: Signup,
+    /// The most detailed log records kept, set with `log::set_max_level` at start-up
+    /// and on a reload; `None` leaves the process's logger alone (an embedder's).
+    pub log_level: Option<log::LevelFilter>,
 }
 
 impl TlsConfig {
@@ -149,6 +163,16 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Chat => "chat",
             Mode::Echo => "echo",
+        })
+    }
+}
+
+impl fmt::Display for Signup {
+    /// `open` or `closed`, as the flag spells it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signup::Open => "open",
+            Signup::Closed => "closed",
         })
     }
 }
@@ -182,6 +206,41 @@ const TEXT_PER_FRAME: usize = 4;
 const FRAMES_PER_OUTBOUND: usize = 4;
 
 impl Config {
+    /// The rules a configuration must keep, at start-up and on a reload: the
+    /// sentence for the first one broken.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let config = self;
+        let fail = |why: &str| Err(why.to_owned());
+        if config.workers == 0 || config.workers > 1024 {
+            return fail("--workers must be between 1 and 1024");
+        }
+        if config.max_frame < 64 {
+            return fail("--max-frame must be at least 64 bytes");
+        }
+        if config.max_outbound < config.max_frame {
+            return fail("--max-outbound must be at least --max-frame");
+        }
+        if config.max_conns == 0 {
+            return fail("--max-conns must be at least 1");
+        }
+        if config.idle_timeout.is_zero() {
+            return fail("--idle-timeout must be at least 1 second");
+        }
+        if !(4..=31).contains(&config.bcrypt_cost) {
+            return fail("--bcrypt-cost must be between 4 and 31");
+        }
+        if config.history_len == 0 {
+            return fail("--history-len must be at least 1");
+        }
+        if config.max_text == 0 || config.max_text >= config.max_frame {
+            return fail("--max-text must be at least 1 and below --max-frame");
+        }
+        if config.hash_threads == 0 {
+            return fail("--hash-threads must be at least 1");
+        }
+        Ok(())
+    }
+
     /// Makes the size limits left at their defaults (equal to [`Config::default`]'s)
     /// fit those that were set: `max_frame` rises above `max_text` or falls to
     /// `max_outbound`, `max_text` falls below `max_frame`, `max_outbound` rises to
@@ -258,6 +317,8 @@ impl Default for Config {
             sync: SyncMode::Normal,
             tls: None,
             metrics_addr: None,
+            signup: Signup::Open,
+            log_level: None,
         }
     }
 }

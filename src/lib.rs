@@ -74,8 +74,10 @@ mod echo;
 pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
+mod live;
 mod metrics;
 mod protocol;
+mod reload;
 mod server;
 mod store;
 mod transport;
@@ -88,7 +90,9 @@ pub use client::{
     HistoryQuery, Joined, Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
 pub use config::SyncMode;
-pub use config::{Config, Mode, Storage, TlsConfig};
+pub use config::{Config, Mode, Signup, Storage, TlsConfig};
 pub use error_code::ErrorCode;
+pub use reload::{ReloadError, ReloadReport, Reloader};
 pub use server::{Server, ServerBuilder, ServerError, ServerHandle, ShutdownTrigger};
 pub use store::StoreError;
+pub use store::backup::{backup, restore};

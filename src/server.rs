@@ -14,7 +14,9 @@ use crate::chat::Chat;
 use crate::chat::command::{CommandError, Context, Extensions, Handler, RoomMessage};
 use crate::config::{Config, Mode, Storage};
 use crate::echo::Echo;
+use crate::live::Live;
 use crate::protocol::request::OpKind;
+use crate::reload::Reloader;
 use crate::store::{Store, StoreError};
 use crate::transport::metrics_endpoint;
 use crate::transport::poller::{self, Listener, PollerSetup};
@@ -90,6 +92,8 @@ pub struct Server {
     /// The chat service, built (and its state read back) at bind time so that a bad
     /// data directory fails start-up; `None` in echo mode.
     chat: Option<Chat>,
+    /// The settings a reload may change, shared with the chat service and transport.
+    live: Arc<Live>,
 }
 
 impl Server {
@@ -112,7 +116,10 @@ impl Server {
         for note in config.fit_default_limits() {
             log::info!("{note}");
         }
-        validate(&config)?;
+        config.check().map_err(ServerError::Config)?;
+        if let Some(level) = config.log_level {
+            log::set_max_level(level);
+        }
         if let Some(warning) = crate::transport::fdlimit::fit(config.max_conns) {
             log::warn!("{warning}");
         }
@@ -122,13 +129,17 @@ impl Server {
             ),
             _ => None,
         };
-        let chat = match config.mode {
-            Mode::Echo => None,
-            Mode::Chat => Some(Chat::new(&config, store, extensions).map_err(ServerError::Store)?),
-        };
         let tls = match &config.tls {
             Some(tls) => Some(crate::transport::tls::server_config(tls).map_err(ServerError::Tls)?),
             None => None,
+        };
+        let live = Arc::new(Live::new(&config, tls.clone()));
+        let chat = match config.mode {
+            Mode::Echo => None,
+            Mode::Chat => Some(
+                Chat::new(&config, store, extensions, Arc::clone(&live))
+                    .map_err(ServerError::Store)?,
+            ),
         };
         let (main, local_addr) = listen(config.addr)?;
         let mut listeners = Vec::new();
@@ -140,14 +151,14 @@ impl Server {
                 });
                 None
             }
-            (Some(tls), None) => {
+            (Some(_), None) => {
                 listeners.push(Listener {
                     socket: main,
-                    tls: Some(tls),
+                    tls: Some(Arc::clone(&live)),
                 });
                 Some(local_addr)
             }
-            (Some(tls), Some(addr)) => {
+            (Some(_), Some(addr)) => {
                 listeners.push(Listener {
                     socket: main,
                     tls: None,
@@ -155,7 +166,7 @@ impl Server {
                 let (socket, tls_addr) = listen(addr)?;
                 listeners.push(Listener {
                     socket,
-                    tls: Some(tls),
+                    tls: Some(Arc::clone(&live)),
                 });
                 Some(tls_addr)
             }
@@ -173,6 +184,7 @@ impl Server {
             tls_addr,
             poller,
             chat,
+            live,
         })
     }
 
@@ -202,6 +214,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let poller = Arc::clone(&self.poller);
         let (addr, tls_addr) = (self.local_addr, self.tls_addr);
+        let reloader = Reloader::new(Arc::clone(&self.live), self.config.clone());
         let thread_stop = Arc::clone(&stop);
         let mut this = self;
         let thread = thread::Builder::new()
@@ -216,6 +229,7 @@ impl Server {
             tls_addr,
             stop,
             poller,
+            reloader,
             thread: Some(thread),
         }
     }
@@ -225,38 +239,6 @@ impl Server {
     pub fn run(self) -> Result<(), ServerError> {
         self.spawn().join()
     }
-}
-
-fn validate(config: &Config) -> Result<(), ServerError> {
-    let fail = |why: &str| Err(ServerError::Config(why.to_owned()));
-    if config.workers == 0 || config.workers > 1024 {
-        return fail("--workers must be between 1 and 1024");
-    }
-    if config.max_frame < 64 {
-        return fail("--max-frame must be at least 64 bytes");
-    }
-    if config.max_outbound < config.max_frame {
-        return fail("--max-outbound must be at least --max-frame");
-    }
-    if config.max_conns == 0 {
-        return fail("--max-conns must be at least 1");
-    }
-    if config.idle_timeout.is_zero() {
-        return fail("--idle-timeout must be at least 1 second");
-    }
-    if !(4..=31).contains(&config.bcrypt_cost) {
-        return fail("--bcrypt-cost must be between 4 and 31");
-    }
-    if config.history_len == 0 {
-        return fail("--history-len must be at least 1");
-    }
-    if config.max_text == 0 || config.max_text >= config.max_frame {
-        return fail("--max-text must be at least 1 and below --max-frame");
-    }
-    if config.hash_threads == 0 {
-        return fail("--hash-threads must be at least 1");
-    }
-    Ok(())
 }
 
 /// Opens a non-blocking listening socket.
@@ -275,26 +257,34 @@ fn serve<S: Service>(server: Server, service: S, stop: Arc<AtomicBool>) -> Resul
     // tasks: the queue never fills.
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.max_conns + 2 * workers + 1);
     let reactor = Arc::new(Reactor::new(server.poller, jobs_tx, config.max_outbound));
+    let live = server.live;
     let service = Arc::new(service);
     service.attach(Pool::new(&reactor, workers));
     let metrics = match server.metrics {
         Some(listener) => {
             let (reactor, service) = (Arc::clone(&reactor), Arc::clone(&service));
+            let ready_service = Arc::clone(&service);
             let render = crate::metrics::render(move |out| {
                 reactor.metrics.encode(out, reactor.open_count())?;
                 service.encode_metrics(out)
             });
-            Some(metrics_endpoint::spawn(listener, render).map_err(ServerError::Poller)?)
+            // Listening: the poller runs until a shutdown starts.
+            let stopping = Arc::clone(&stop);
+            let ready = move || {
+                if stopping.load(Ordering::Acquire) {
+                    return Err("shutting down".to_owned());
+                }
+                ready_service.ready()
+            };
+            Some(metrics_endpoint::spawn(listener, render, ready).map_err(ServerError::Poller)?)
         }
         None => None,
     };
     let threads = worker::spawn(workers, &jobs_rx, &reactor, &service);
     let setup = PollerSetup {
         listeners: server.listeners,
-        max_conns: config.max_conns,
-        max_conns_per_ip: config.max_conns_per_ip,
+        live,
         limit_loopback: config.limit_loopback,
-        idle_timeout: config.idle_timeout,
         workers,
         stop,
     };
@@ -327,6 +317,7 @@ pub struct ServerHandle {
     tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     poller: Arc<Poller>,
+    reloader: Reloader,
     thread: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
@@ -347,6 +338,16 @@ impl ServerHandle {
             stop: Arc::clone(&self.stop),
             poller: Arc::clone(&self.poller),
         }
+    }
+
+    /// Applies a new configuration live; see [`Reloader::apply`].
+    pub fn reload(&self, config: Config) -> Result<crate::ReloadReport, crate::ReloadError> {
+        self.reloader.apply(config)
+    }
+
+    /// A cloneable way to reload from elsewhere (a signal handler, an operator op).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Starts a graceful shutdown: stop accepting, tell every client (`closing` with

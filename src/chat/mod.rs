@@ -21,7 +21,7 @@ mod nonces;
 mod ops;
 pub(crate) mod room;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+
+use crate::live::Live;
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
 
@@ -106,15 +108,8 @@ pub(crate) struct Chat {
     /// no request is half handled), and what was accepted is then finished.
     accepting: RwLock<bool>,
     bcrypt_cost: u32,
-    max_frame: usize,
-    max_text: usize,
-    max_frame_rate: u32,
-    idle_timeout: Duration,
-    /// Accounts that may act as owner in any room (`--operator`).
-    operators: RwLock<HashSet<String>>,
-    max_rooms: usize,
-    max_rooms_per_user: usize,
-    max_room_members: usize,
+    /// Limits, operators and signup, as the last reload left them.
+    live: Arc<Live>,
     history_cap: usize,
     /// How many bytes a `rooms` page and a `history` answer may hold.
     answer_budget: AnswerBudget,
@@ -153,6 +148,7 @@ impl Chat {
         config: &Config,
         store: Option<(Store<Deferred>, Snapshot)>,
         extensions: Extensions,
+        live: Arc<Live>,
     ) -> Result<Chat, crate::store::StoreError> {
         // One hash at the configured cost, timed: what the hashing pool expects of a
         // job until it has measured its own.
@@ -187,14 +183,7 @@ impl Chat {
             hasher: Hasher::new(config.hash_threads, config.max_hash_wait, first_estimate),
             store,
             bcrypt_cost: config.bcrypt_cost,
-            max_frame: config.max_frame,
-            max_text: config.max_text,
-            max_frame_rate: config.max_frame_rate,
-            idle_timeout: config.idle_timeout,
-            operators: RwLock::new(config.operators.iter().cloned().collect()),
-            max_rooms: config.max_rooms,
-            max_rooms_per_user: config.max_rooms_per_user,
-            max_room_members: config.max_room_members,
+            live,
             history_cap: 0,
             answer_budget: AnswerBudget::new(config.max_outbound),
             kept_invites: Arc::default(),
@@ -362,7 +351,8 @@ impl Chat {
                 }
                 Split::TooLarge { next } => {
                     inbuf.consume(next);
-                    let message = format!("the frame is longer than {} bytes", self.max_frame);
+                    let max = session.splitter.max_frame();
+                    let message = format!("the frame is longer than {max} bytes");
                     out.reply(conn, self.error(None, &ErrorCode::FrameTooLarge, &message));
                 }
                 Split::Blank { next } | Split::Skip { next } => inbuf.consume(next),
@@ -424,7 +414,7 @@ impl Chat {
     /// Whether `name` is a server operator (`--operator`): it may act as owner in
     /// any room.
     pub(crate) fn is_operator(&self, name: &str) -> bool {
-        self.operators.read().contains(name)
+        self.live.is_operator(name)
     }
 
     /// The room of that name, for an embedder's command.
@@ -467,7 +457,11 @@ impl Service for Chat {
     const BACKPRESSURE: bool = false;
 
     fn read_limit(&self) -> usize {
-        self.max_frame
+        self.live.max_frame()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.store.as_ref().map_or(Ok(()), Store::ready)
     }
 
     fn open(&self, peer: SocketAddr) -> Session {
@@ -478,11 +472,11 @@ impl Service for Chat {
             });
         }
         Session {
-            splitter: Splitter::new(self.max_frame),
+            splitter: Splitter::new(self.live.max_frame()),
             login: None,
             hashed: None,
             greeted: false,
-            limiter: FrameLimiter::new(self.max_frame_rate),
+            limiter: FrameLimiter::new(self.live.max_frame_rate()),
             held: None,
             in_store: Arc::default(),
         }

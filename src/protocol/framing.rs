@@ -40,6 +40,11 @@ impl Split {
 }
 
 impl Splitter {
+    /// The longest frame this splitter passes, newline included, in bytes.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
     /// A splitter for frames of at most `max_frame` bytes, newline included.
     pub(crate) fn new(max_frame: usize) -> Splitter {
         Splitter {

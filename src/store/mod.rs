@@ -6,6 +6,7 @@
 //! The store knows nothing of connections: each submission carries a payload that the
 //! writer hands back, in submission order, once the batch holding it has committed.
 
+pub(crate) mod backup;
 mod direct;
 mod sqlite;
 
@@ -391,6 +392,8 @@ struct Shared {
     queued: AtomicUsize,
     /// The server is stopping and its deadline passed: nothing more is committed.
     discard: AtomicBool,
+    /// The last batch failed to commit (for `/readyz`).
+    failing: AtomicBool,
     metrics: StoreMetrics,
     /// Callbacks of connections that stopped reading because the queue was high.
     waiting: Mutex<Vec<Waker>>,
@@ -423,6 +426,7 @@ impl<T: Send + 'static> Store<T> {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             discard: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             metrics: StoreMetrics::default(),
             waiting: Mutex::new(Vec::new()),
         });
@@ -457,6 +461,18 @@ impl<T: Send + 'static> Store<T> {
             })?;
         self.writer = Some(writer);
         Ok(())
+    }
+
+    /// Whether writes can be stored now (for `/readyz`): the writer runs and its last
+    /// commit succeeded. Err: why not.
+    pub(crate) fn ready(&self) -> Result<(), String> {
+        match &self.writer {
+            Some(writer) if writer.is_finished() => Err("the store's writer stopped".into()),
+            _ if self.shared.failing.load(Ordering::Relaxed) => {
+                Err("the store's last commit failed (see the log)".into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Commit counters, for `/metrics`.
@@ -602,7 +618,9 @@ fn commit_batch<T>(
     let writes: usize = batch.iter().map(|s| s.writes.len()).sum();
     let started = Instant::now();
     let lists: Vec<&[Write]> = batch.iter().map(|s| &s.writes[..]).collect();
-    let committed = conn.commit(&lists).unwrap_or_else(|e| {
+    let result = conn.commit(&lists);
+    shared.failing.store(result.is_err(), Ordering::Relaxed);
+    let committed = result.unwrap_or_else(|e| {
         log::error!("store: a batch of {writes} writes failed to commit: {e}");
         vec![false; batch.len()]
     });

@@ -234,7 +234,7 @@ impl BatchWriter for Writer {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -296,7 +296,7 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError
     Ok(conn)
 }
 
-fn not_parlor(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn not_parlor(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::NotParlor {
         path: path.to_owned(),
         detail: e.to_string(),

@@ -1,4 +1,6 @@
-//! The `GET /metrics` endpoint: a listener of its own on threads of its own, so that
+//! The `GET /metrics` endpoint, with `GET /healthz` (the process answers: 200) and
+//! `GET /readyz` (listening and the store writable: 200, else 503 with the reason)
+//! for load balancers and service managers: a listener of its own on threads of its own, so that
 //! no scrape, nor a client that only pretends to be one, can disturb chat traffic
 //! (the poller never sees these sockets).
 //!
@@ -44,10 +46,18 @@ pub(crate) struct MetricsEndpoint {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Serves `render()` at `GET /metrics` on `listener` (non-blocking), until stopped.
+/// What the endpoint answers with: the metrics text, and whether the server is ready.
+struct Handlers<R, Q> {
+    render: R,
+    ready: Q,
+}
+
+/// Serves `render()` at `GET /metrics` and `ready()` at `GET /readyz` on `listener`
+/// (non-blocking), until stopped.
 pub(crate) fn spawn(
     listener: TcpListener,
     render: impl Fn() -> String + Send + Sync + 'static,
+    ready: impl Fn() -> Result<(), String> + Send + Sync + 'static,
 ) -> io::Result<MetricsEndpoint> {
     let poller = Arc::new(Poller::new()?);
     // SAFETY: the accept thread deletes the listener from the poller before it drops
@@ -55,7 +65,7 @@ pub(crate) fn spawn(
     unsafe { poller.add(&listener, Event::readable(0))? };
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = crossbeam_channel::bounded(QUEUED);
-    let render = Arc::new(render);
+    let render = Arc::new(Handlers { render, ready });
     let mut threads = Vec::new();
     for i in 0..HANDLERS {
         let (rx, render): (Receiver<TcpStream>, _) = (rx.clone(), Arc::clone(&render));
@@ -158,7 +168,11 @@ fn accept_ready(listener: &TcpListener, handlers: &Sender<TcpStream>) {
 }
 
 /// Reads one request and answers it, all within `DEADLINE`.
-fn serve(stream: &TcpStream, render: &dyn Fn() -> String) {
+fn serve<R, Q>(stream: &TcpStream, handlers: &Handlers<R, Q>)
+where
+    R: Fn() -> String,
+    Q: Fn() -> Result<(), String>,
+{
     let deadline = Instant::now() + DEADLINE;
     let answer = match read_request(stream, deadline) {
         Ok(Some((method, path))) if method != "GET" => {
@@ -170,9 +184,18 @@ fn serve(stream: &TcpStream, render: &dyn Fn() -> String) {
             )
         }
         Ok(Some((_, path))) if path == "/metrics" || path.starts_with("/metrics?") => {
-            let body = render();
+            let body = (handlers.render)();
             response("200 OK", crate::metrics::CONTENT_TYPE, body.as_bytes())
         }
+        Ok(Some((_, path))) if path == "/healthz" => response("200 OK", "text/plain", b"ok\n"),
+        Ok(Some((_, path))) if path == "/readyz" => match (handlers.ready)() {
+            Ok(()) => response("200 OK", "text/plain", b"ready\n"),
+            Err(why) => response(
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready: {why}\n").as_bytes(),
+            ),
+        },
         Ok(Some(_)) => response("404 Not Found", "text/plain", b"try GET /metrics\n"),
         Ok(None) => response("400 Bad Request", "text/plain", b"try GET /metrics\n"),
         Err(e) => {

@@ -18,6 +18,7 @@ use polling::{Event, Events};
 
 use rustls::ServerConnection;
 
+use crate::live::Live;
 use crate::transport::conn::{CloseReason, Conn, pending};
 use crate::transport::reactor::Reactor;
 use crate::transport::service::Service;
@@ -44,19 +45,20 @@ const CLOSE_TIME: Duration = Duration::from_secs(1);
 /// A listening socket, and the TLS settings of the connections it accepts.
 pub(crate) struct Listener {
     pub(crate) socket: TcpListener,
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// `Some` when its connections speak TLS: each with the certificate in
+    /// `Live::tls` at the time of its accept.
+    pub(crate) tls: Option<Arc<Live>>,
 }
 
 /// What the poller thread needs besides the reactor.
 pub(crate) struct PollerSetup {
     /// Fewer than `FIRST_CONN_KEY`; each is registered under its index.
     pub(crate) listeners: Vec<Listener>,
-    pub(crate) max_conns: usize,
-    /// Most connections from one address (0: no limit; loopback is exempt).
-    pub(crate) max_conns_per_ip: usize,
+    /// `max_conns`, `max_conns_per_ip`, `idle_timeout` and the TLS certificate, as
+    /// the last reload left them.
+    pub(crate) live: Arc<Live>,
     /// Whether loopback counts against `max_conns_per_ip`.
     pub(crate) limit_loopback: bool,
-    pub(crate) idle_timeout: Duration,
     pub(crate) workers: usize,
     pub(crate) stop: Arc<AtomicBool>,
 }
@@ -82,7 +84,10 @@ pub(crate) fn run<S: Service>(
         // returns (shutdown) or is dropped with the poller after it (error paths).
         unsafe { poller.add(&listener.socket, Event::readable(key))? };
     }
-    let tick = (setup.idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    // A reload that shortens the idle timeout below four ticks closes idle
+    // connections up to a tick late.
+    let tick =
+        (setup.live.idle_timeout() / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut state = Loop {
         reactor,
         service,
@@ -204,7 +209,7 @@ impl<S: Service> Loop<'_, S> {
         }
         if now >= self.next_scan {
             self.next_scan = now + self.tick;
-            close_idle(reactor, self.setup.idle_timeout);
+            close_idle(reactor, self.setup.live.idle_timeout());
         }
         if self.shutdown.is_none() && self.setup.stop.load(Ordering::Acquire) {
             for listener in &self.setup.listeners {
@@ -247,18 +252,16 @@ fn accept<S: Service>(
         };
         let key = *next_key;
         *next_key += 1;
-        if reactor.open_count() >= setup.max_conns {
-            log::warn!(
-                "refusing {peer}: {} connections open (--max-conns)",
-                setup.max_conns
-            );
+        let max_conns = setup.live.max_conns();
+        if reactor.open_count() >= max_conns {
+            log::warn!("refusing {peer}: {max_conns} connections open (--max-conns)");
             refuse(reactor, service, listener, stream, peer, key);
             continue;
         }
-        if !reactor.admit_ip(peer.ip(), setup.max_conns_per_ip, setup.limit_loopback) {
+        let per_ip = setup.live.max_conns_per_ip();
+        if !reactor.admit_ip(peer.ip(), per_ip, setup.limit_loopback) {
             log::warn!(
-                "refusing {peer}: {} connections open from that address (--max-conns-per-ip)",
-                setup.max_conns_per_ip
+                "refusing {peer}: {per_ip} connections open from that address (--max-conns-per-ip)"
             );
             refuse(reactor, service, listener, stream, peer, key);
             continue;
@@ -321,9 +324,9 @@ fn register<S: Service>(
     stream.set_nonblocking(true)?;
     // Frames are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let tls = match &listener.tls {
+    let tls = match listener.tls.as_ref().and_then(|live| live.tls()) {
         Some(config) => {
-            let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+            let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
             tls.set_buffer_limit(Some(TLS_BUFFER));
             Some(tls)
         }

@@ -115,4 +115,9 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// Writes the service's own metrics (for a scrape of `/metrics`).
     fn encode_metrics(&self, out: &mut Encoder<'_>) -> std::fmt::Result;
+
+    /// Whether the service can do its work now (for `/readyz`); Err: why not.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -71,6 +71,12 @@ impl Chat {
         if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
             return fail(ErrorCode::WeakPassword, "a password is 8-72 bytes");
         }
+        if !self.live.signup_open() {
+            return fail(
+                ErrorCode::Forbidden,
+                "signup is closed on this server (--signup closed): ask an operator",
+            );
+        }
         // A deleted account's name stays taken for good.
         if self.accounts.taken(user) {
             return fail(ErrorCode::UserExists, format!("the name `{user}` is taken"));

@@ -46,12 +46,12 @@ impl Chat {
         let protocol = u8::try_from(protocol).unwrap_or(PROTOCOL);
         conn.tag.set_protocol(protocol);
         let limits = Limits {
-            max_frame: self.max_frame,
-            max_text: self.max_text,
+            max_frame: self.live.max_frame(),
+            max_text: self.live.max_text(),
             max_enc: self.max_enc(),
             history_max: HISTORY_MAX_LIMIT,
-            idle_timeout: self.idle_timeout.as_secs(),
-            max_frame_rate: self.max_frame_rate,
+            idle_timeout: self.live.idle_timeout().as_secs(),
+            max_frame_rate: self.live.max_frame_rate(),
         };
         Reply::ok(id)
             .field("server", "parlor")
@@ -64,6 +64,6 @@ impl Chat {
     /// The largest `enc` payload (PROTOCOL-2 section 6): the smaller of twice
     /// `max_text` plus 4096 and `max_frame` less 1024.
     fn max_enc(&self) -> usize {
-        (2 * self.max_text + 4096).min(self.max_frame.saturating_sub(1024))
+        (2 * self.live.max_text() + 4096).min(self.live.max_frame().saturating_sub(1024))
     }
 }

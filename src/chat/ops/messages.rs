@@ -153,11 +153,9 @@ impl Chat {
     }
 
     pub(crate) fn check_text(&self, text: &str) -> Result<(), Failure> {
-        if text.len() > self.max_text {
-            return fail(
-                ErrorCode::TooLong,
-                format!("a text is at most {} bytes", self.max_text),
-            );
+        let max = self.live.max_text();
+        if text.len() > max {
+            return fail(ErrorCode::TooLong, format!("a text is at most {max} bytes"));
         }
         Ok(())
     }

@@ -48,16 +48,15 @@ impl Chat {
                 format!("the room `{room}` exists; `join` it"),
             );
         }
-        if rooms.len() >= self.max_rooms {
-            let message = format!("the server holds its maximum of {} rooms", self.max_rooms);
+        let max_rooms = self.live.max_rooms();
+        if rooms.len() >= max_rooms {
+            let message = format!("the server holds its maximum of {max_rooms} rooms");
             return fail(ErrorCode::TooManyRooms, message);
         }
         let created_before = user.rooms_created.load(Ordering::Relaxed);
-        if self.max_rooms_per_user > 0 && created_before >= self.max_rooms_per_user {
-            let message = format!(
-                "you have created the maximum of {} rooms one user may",
-                self.max_rooms_per_user
-            );
+        let per_user = self.live.max_rooms_per_user();
+        if per_user > 0 && created_before >= per_user {
+            let message = format!("you have created the maximum of {per_user} rooms one user may");
             return fail(ErrorCode::TooManyRooms, message);
         }
         // Under the rooms lock: one user's creates cannot pass the cap together.
@@ -140,11 +139,9 @@ impl Chat {
         if !state.is_member(&user.name) {
             self.admission(&state, &user.name, name)?;
         }
-        if !state.is_member(&user.name) && state.members.len() >= self.max_room_members {
-            let message = format!(
-                "`{name}` has its maximum of {} members",
-                self.max_room_members
-            );
+        let max = self.live.max_room_members();
+        if !state.is_member(&user.name) && state.members.len() >= max {
+            let message = format!("`{name}` has its maximum of {max} members");
             return fail(ErrorCode::RoomFull, message);
         }
         let joined = now_ms();
