@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -279,9 +279,23 @@ fn a_busy_hashing_pool_answers_server_busy_with_retry_after_and_counts_nothing()
             g
         })
         .collect();
-    // Time for the server to read them (not a speed check): ada's requests come
-    // behind them.
-    std::thread::sleep(Duration::from_millis(100));
+    // The pool is full once one of them is refused: ada's requests come right
+    // behind, while the accepted ones are still hashing (each takes hundreds of ms).
+    let mut answered = vec![false; ghosts.len()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'full: while Instant::now() < deadline {
+        for (g, seen) in ghosts.iter_mut().zip(answered.iter_mut()) {
+            if *seen {
+                continue;
+            }
+            if let Ok(f) = g.try_read_frame(Instant::now() + Duration::from_millis(5)) {
+                *seen = true;
+                if f.value["error"] == "server_busy" {
+                    break 'full;
+                }
+            }
+        }
+    }
     let busy = change_password(&mut ada, PASSWORD, NEW_PASSWORD);
     assert_err(&busy, "server_busy");
     assert!(
@@ -291,7 +305,7 @@ fn a_busy_hashing_pool_answers_server_busy_with_retry_after_and_counts_nothing()
     let busy = ada.request(json!({"op": "delete_account", "password": PASSWORD}));
     assert_err(&busy, "server_busy");
     assert!(busy["retry_after"].is_u64(), "{busy}");
-    for g in &mut ghosts {
+    for (g, _) in ghosts.iter_mut().zip(&answered).filter(|(_, seen)| !**seen) {
         let r = g.recv();
         assert!(
             r["error"] == "auth_failed" || r["error"] == "server_busy",
