@@ -75,6 +75,7 @@ pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+pub mod offline;
 mod protocol;
 mod server;
 mod store;

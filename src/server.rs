@@ -524,6 +524,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Called by a server operator's `admin_reload` (on a worker thread): re-reads
+    /// the configuration and applies what can change live, answering in words what
+    /// changed (`Ok`) or why nothing did (`Err`, sent as an `internal` error). Without
+    /// it, `admin_reload` answers that reloading is not available.
+    pub fn on_reload(
+        mut self,
+        hook: impl Fn() -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions.hooks.reload = Some(Arc::new(hook));
+        self
+    }
+
     /// Checks everything and binds, as [`Server::bind`] does.
     pub fn build(self) -> Result<Server, ServerError> {
         match self.error {

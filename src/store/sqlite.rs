@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
+use crate::store::operators;
 use crate::store::{
     Backend, BanRow, BatchWriter, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow, Snapshot,
     StoreError, Write,
@@ -65,8 +66,8 @@ const SCHEMA_V2: &str = "
 /// Version 3 (protocol 2's rooms and accounts): roles and join order of members
 /// (a room's creator, if still a member, becomes its owner), invite-only rooms, bans,
 /// invitations, send nonces, blocks, the names of deleted accounts (never signed up
-/// again), and the last seq of deleted rooms (a room made again under the name goes
-/// on after it).
+/// again), the last seq of deleted rooms (a room made again under the name goes
+/// on after it), and accounts banned from the server by an operator.
 const SCHEMA_V3: &str = "
     ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
     ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
@@ -105,7 +106,13 @@ const SCHEMA_V3: &str = "
         ts INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE deleted_rooms (
         name TEXT PRIMARY KEY,
-        last_seq INTEGER NOT NULL) WITHOUT ROWID;";
+        last_seq INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE account_bans (
+        user TEXT PRIMARY KEY,
+        by_user TEXT NOT NULL,
+        reason TEXT,
+        until INTEGER,
+        ts INTEGER NOT NULL) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -198,7 +205,7 @@ impl BatchWriter for Writer {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+pub(super) fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -229,7 +236,7 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -269,7 +276,7 @@ fn not_parlor(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Brings the schema up to `SCHEMA_VERSION`, one forward step at a time, each in its
 /// own transaction.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -329,6 +336,7 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
     snapshot.retired = retired
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    snapshot.account_bans = operators::load_account_bans(conn)?;
     Ok(snapshot)
 }
 
@@ -433,7 +441,7 @@ fn query_history(
 }
 
 /// One SQL statement (cached) with its parameters.
-fn run(
+pub(super) fn run(
     tx: &rusqlite::Savepoint<'_>,
     sql: &str,
     args: impl rusqlite::Params,
@@ -452,6 +460,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         | Write::TouchSession { .. }
         | Write::RevokeSession { .. }
         | Write::DeleteUser { .. } => apply_user_write(tx, write),
+        Write::AccountBan(_) | Write::AccountUnban { .. } => operators::apply(tx, write),
         Write::Topic { .. }
         | Write::InviteOnly { .. }
         | Write::Ban { .. }

@@ -20,6 +20,7 @@ const FEATURES: &[&str] = &[
     "invite_only",
     "room_deletion",
     "accounts",
+    "admin",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`
