@@ -135,7 +135,7 @@ fn resolve(addr: &str) -> Result<Vec<SocketAddr>, TerminalError> {
 
 /// Reads the password: from the terminal without echo, or else as the first line of
 /// stdin, so that scripts and tests can drive the client.
-fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalError> {
+pub(crate) fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalError> {
     if keyboard_is_tty {
         return rpassword::prompt_password(format!("password for {user}: "))
             .map_err(TerminalError::Input);
