@@ -389,6 +389,45 @@ fn set_password_cli(dir: &DataDir, user: &str, password: &str) -> std::process::
     child.wait_with_output().expect("parlor ends")
 }
 
+#[test]
+fn the_client_has_a_method_per_admin_op() {
+    let (_server, addr) = start(operators);
+    let _root = user2(addr, "root");
+    let mut client = parlor::Client::connect(addr).expect("connect");
+    client.login("root", PASSWORD).expect("login");
+    client
+        .admin_signup("ada", NEW_PASSWORD)
+        .expect("admin_signup");
+    let mut ada = Line::named(addr, "ada");
+    ada.hello();
+    assert_ok(&login_with(&mut ada, "ada", NEW_PASSWORD));
+    let rows = client.admin_connections().expect("admin_connections");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.user.as_deref() == Some("ada")),
+        "{rows:?}"
+    );
+    assert_eq!(client.admin_announce("hi").expect("admin_announce"), 2);
+    assert_eq!(ada.expect_event("announcement")["text"], "hi");
+    assert_eq!(
+        client.admin_kill("ada", Some("test")).expect("admin_kill"),
+        1
+    );
+    let until = client.admin_ban("ada", Some(60), None).expect("admin_ban");
+    assert!(until.is_some_and(|u| u > common_now_ms()), "{until:?}");
+    client.admin_unban("ada").expect("admin_unban");
+    client
+        .admin_set_password("ada", PASSWORD)
+        .expect("admin_set_password");
+    assert_ok(&login_with(&mut Line::connect(addr), "ada", PASSWORD));
+    match client.admin_reload() {
+        Err(parlor::ClientError::Server { code, .. }) => {
+            assert_eq!(code, parlor::ErrorCode::Internal)
+        }
+        other => panic!("admin_reload without a hook: {other:?}"),
+    }
+}
+
 /// The whole suite again, with each server storing to a data directory.
 #[test]
 fn the_admin_suite_passes_with_a_store() {

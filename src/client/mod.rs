@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod error;
 mod frames;
 mod ops;
@@ -61,6 +62,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::ErrorCode;
+pub use admin::ConnectionInfo;
 pub use error::ClientError;
 use frames::KNOWN_EVENTS;
 pub use frames::{Event, HistoryQuery, Joined, Message, RoomInfo, Sent, Whoami};

@@ -128,13 +128,17 @@ impl Client {
 }
 
 /// Decodes a whole `ok` response of `op` into its typed answer.
-fn decode<T: DeserializeOwned>(response: Value, op: &str) -> Result<T, ClientError> {
+pub(super) fn decode<T: DeserializeOwned>(response: Value, op: &str) -> Result<T, ClientError> {
     T::deserialize(&response)
         .map_err(|e| ClientError::Protocol(format!("malformed `{op}` response ({e}): {response}")))
 }
 
 /// Decodes one field of an `ok` response of `op`.
-fn field<T: DeserializeOwned>(response: Value, op: &str, name: &str) -> Result<T, ClientError> {
+pub(super) fn field<T: DeserializeOwned>(
+    response: Value,
+    op: &str,
+    name: &str,
+) -> Result<T, ClientError> {
     let Some(value) = response.get(name) else {
         return Err(ClientError::Protocol(format!(
             "`{op}` response without `{name}`: {response}"
