@@ -9,6 +9,7 @@ use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
 use crate::client::{Client, ClientError, Event, HistoryQuery, Message, TlsOptions};
+use crate::terminal::admin::PasswordFor;
 use crate::terminal::screen::{Input, Keyboard, Screen};
 use crate::terminal::{
     Command, TerminalError, connect, error::Described, format_event, format_message, help, parse,
@@ -74,6 +75,8 @@ pub(super) struct Chat {
     pub(super) keyboard: Keyboard,
     pub(super) screen: Screen,
     pub(super) zone: TimeZone,
+    /// The next typed line is a password (`/admin set-password`, `/admin signup`).
+    pub(super) password_for: Option<PasswordFor>,
 }
 
 impl Chat {
@@ -149,6 +152,13 @@ impl Chat {
     }
 
     fn on_line(&mut self, line: &str) -> Flow {
+        if let Some(wanted) = self.password_for.take() {
+            let password = line.trim_end_matches(['\r', '\n']);
+            if let Err(e) = self.send_password(wanted, password) {
+                self.fail(e);
+            }
+            return Flow::Continue;
+        }
         let command = match parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Flow::Continue,
@@ -176,6 +186,7 @@ impl Chat {
             Command::Dm { to, text } => self.call(|c| c.dm(&to, &text)).map(drop),
             Command::History(count) => self.history(count.unwrap_or(DEFAULT_HISTORY)),
             Command::Create { room, topic } => self.create(room, topic.as_deref()),
+            Command::Admin(admin) => self.admin(admin),
         };
         if let Err(e) = done {
             self.fail(e);
@@ -192,7 +203,7 @@ impl Chat {
     }
 
     /// Runs one request, noting when, so that pings go out only on an idle line.
-    fn call<T>(
+    pub(super) fn call<T>(
         &mut self,
         request: impl FnOnce(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {

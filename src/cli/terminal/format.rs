@@ -19,6 +19,12 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             "{} * the server is closing the connection ({reason})",
             clock(now, zone)
         ),
+        Event::Other(frame) if frame["event"] == "announcement" => format!(
+            "{} * announcement from {}: {}",
+            clock(now, zone),
+            frame["by"].as_str().unwrap_or("the server"),
+            frame["text"].as_str().unwrap_or_default()
+        ),
         Event::Other(frame) => format!("{} * event {frame}", clock(now, zone)),
     };
     printable(&line)
@@ -124,6 +130,13 @@ mod tests {
         assert_eq!(
             format_event(&other, now(), &zone),
             r#"00:00:59 * event {"event":"new"}"#
+        );
+        let announced = Event::Other(serde_json::json!(
+            {"event": "announcement", "text": "restart at noon", "by": "root", "ts": 1}
+        ));
+        assert_eq!(
+            format_event(&announced, now(), &zone),
+            "00:00:59 * announcement from root: restart at noon"
         );
     }
 

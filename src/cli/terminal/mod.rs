@@ -11,6 +11,7 @@
 //! line into a [`Command`], [`format_event`] and [`format_message`] turn what the
 //! server sends into one line of text.
 
+mod admin;
 mod chat;
 mod command;
 mod error;
@@ -25,6 +26,7 @@ use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
 use crate::client::{self, Client, ClientError, TlsOptions};
+pub use admin::AdminCommand;
 use chat::{Chat, Link};
 pub use command::{Command, ParseError, help, parse};
 pub use error::TerminalError;
@@ -97,6 +99,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
         keyboard,
         screen,
         zone: TimeZone::system(),
+        password_for: None,
     };
     chat.screen.notice(format!(
         "logged in as {}; /help lists the commands",
