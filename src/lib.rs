@@ -76,6 +76,7 @@ pub mod error_code;
 pub mod fuzzing;
 mod live;
 mod metrics;
+pub mod offline;
 mod protocol;
 mod reload;
 mod server;

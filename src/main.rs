@@ -1,5 +1,6 @@
 //! The `parlor` command: `parlor serve` runs the server, `parlor chat` is the
-//! interactive terminal client, `parlor gen-cert` makes a self-signed certificate.
+//! interactive terminal client, `parlor gen-cert` makes a self-signed certificate,
+//! `parlor admin set-password` sets a password on a stopped server's data.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ enum Command {
     Config(ConfigCmd),
     Backup(BackupArgs),
     Restore(RestoreArgs),
+    Admin(Admin),
 }
 
 /// About `parlor serve --config FILE`.
@@ -103,6 +105,37 @@ struct GenCert {
     force: bool,
 }
 
+/// Operator commands on a stopped server's data directory.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "admin")]
+struct Admin {
+    #[argh(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum AdminCommand {
+    SetPassword(SetPassword),
+}
+
+/// Set a user's password and revoke its sessions, for an operator locked out of the
+/// server. The server must be stopped (its data directory is locked while it runs).
+/// The password is asked for on the terminal, or read as the first line of stdin.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "set-password")]
+struct SetPassword {
+    /// the server's data directory (required)
+    #[argh(option)]
+    data_dir: PathBuf,
+    /// bcrypt cost of the new hash, 4-31 (default 12, as `parlor serve`)
+    #[argh(option, default = "12")]
+    bcrypt_cost: u32,
+    /// the account
+    #[argh(positional)]
+    user: String,
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
@@ -121,6 +154,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Backup(args)) => return report(backup::run_backup(&args)),
         Some(Command::Restore(args)) => return report(backup::run_restore(&args)),
+        Some(Command::Admin(admin)) => return admin_main(admin),
         None => {
             eprintln!(
                 "parlor: say what to do, e.g. `parlor serve` or `parlor chat --user NAME`; \
@@ -180,6 +214,24 @@ fn chat_main(chat: Chat) -> ExitCode {
     };
     match terminal::run(options) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_main(admin: Admin) -> ExitCode {
+    let AdminCommand::SetPassword(set) = admin.command;
+    if !(4..=31).contains(&set.bcrypt_cost) {
+        eprintln!("error: --bcrypt-cost {}: expected 4-31", set.bcrypt_cost);
+        return ExitCode::from(2);
+    }
+    match parlor::cli::admin::set_password(&set.data_dir, &set.user, set.bcrypt_cost) {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -103,7 +103,9 @@ impl Reloader {
     pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let source = self.source.lock().clone();
         let source = source.ok_or_else(|| {
-            ReloadError::Config("nothing to reload from: the server has no config file".into())
+            ReloadError::Config(
+                "reload is not available: the server was started without --config".into(),
+            )
         })?;
         let config = source().map_err(ReloadError::Config)?;
         self.apply(config)

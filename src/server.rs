@@ -94,6 +94,8 @@ pub struct Server {
     chat: Option<Chat>,
     /// The settings a reload may change, shared with the chat service and transport.
     live: Arc<Live>,
+    /// Applies a new configuration: SIGHUP and `admin_reload` come here.
+    reloader: Reloader,
 }
 
 impl Server {
@@ -112,7 +114,7 @@ impl Server {
         }
     }
 
-    fn bind_with(mut config: Config, extensions: Extensions) -> Result<Server, ServerError> {
+    fn bind_with(mut config: Config, mut extensions: Extensions) -> Result<Server, ServerError> {
         for note in config.fit_default_limits() {
             log::info!("{note}");
         }
@@ -134,6 +136,17 @@ impl Server {
             None => None,
         };
         let live = Arc::new(Live::new(&config, tls.clone()));
+        let reloader = Reloader::new(Arc::clone(&live), config.clone());
+        // `admin_reload` does what SIGHUP does (unless the embedder set its own).
+        if extensions.hooks.reload.is_none() {
+            let by_op = reloader.clone();
+            extensions.hooks.reload = Some(Arc::new(move || {
+                by_op
+                    .reload()
+                    .map(|report| report.to_string())
+                    .map_err(|e| e.to_string())
+            }));
+        }
         let chat = match config.mode {
             Mode::Echo => None,
             Mode::Chat => Some(
@@ -185,6 +198,7 @@ impl Server {
             poller,
             chat,
             live,
+            reloader,
         })
     }
 
@@ -214,7 +228,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let poller = Arc::clone(&self.poller);
         let (addr, tls_addr) = (self.local_addr, self.tls_addr);
-        let reloader = Reloader::new(Arc::clone(&self.live), self.config.clone());
+        let reloader = self.reloader.clone();
         let thread_stop = Arc::clone(&stop);
         let mut this = self;
         let thread = thread::Builder::new()
@@ -522,6 +536,19 @@ impl ServerBuilder {
         hook: impl Fn(&RoomMessage<'_>) -> Result<(), CommandError> + Send + Sync + 'static,
     ) -> Self {
         self.extensions.hooks.message = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called by a server operator's `admin_reload` (on a worker thread): re-reads
+    /// the configuration and applies what can change live, answering in words what
+    /// changed (`Ok`) or why nothing did (`Err`, sent as an `internal` error). Without
+    /// it, `admin_reload` does what SIGHUP does: re-reads the `--config` file (a server
+    /// started without one answers that reloading is not available).
+    pub fn on_reload(
+        mut self,
+        hook: impl Fn() -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions.hooks.reload = Some(Arc::new(hook));
         self
     }
 

@@ -628,6 +628,37 @@ impl Proxy {
     }
 }
 
+#[test]
+fn an_operator_runs_admin_commands_from_parlor_chat() {
+    let (_server, addr) = start(|c| c.operators = vec!["root".into()]);
+    let mut bob = signed_up(Client::connect(addr).expect("connects"), "bob");
+    let mut root = Chatter::start(addr, "root", PASSWORD, &["--signup"]);
+    root.type_line("/admin connections");
+    root.expect("root from 127.0.0.1:");
+    root.type_line("/admin signup eve");
+    root.expect("type the password for eve");
+    root.type_line("correct horse");
+    root.expect("account eve created");
+    root.type_line("/admin ban eve 60 spam");
+    root.expect("eve is banned until");
+    root.type_line("/admin unban eve");
+    root.expect("eve is no longer banned");
+    root.type_line("/admin kill bob");
+    root.expect("bob: 1 connection(s) closed");
+    match bob.next_event(TIMEOUT) {
+        Ok(Some(Event::Closing { reason })) => assert_eq!(reason, "killed"),
+        other => panic!("bob is told why it is closed: {other:?}"),
+    }
+    root.type_line("/admin reload");
+    root.expect("reload is not available");
+    root.type_line("/admin frobnicate");
+    root.expect("usage: /admin kill USER");
+    root.close_stdin();
+    root.exit_ok();
+    let mut eve = Client::connect(addr).expect("connects");
+    eve.login("eve", "correct horse").expect("eve logs in");
+}
+
 /// Copies `from` to `to` on a thread until either side closes, dropping the bytes
 /// while `muted` is set.
 fn forward(mut from: TcpStream, mut to: TcpStream, muted: Arc<AtomicBool>) {

@@ -48,6 +48,20 @@ pub(crate) struct User {
     /// The account was deleted: a connection still logged in as it (closing) is
     /// treated as logged out.
     deleted: AtomicBool,
+    /// A server operator's ban (`admin_ban`): logins are refused while it lasts.
+    pub(crate) ban: Mutex<Option<AccountBan>>,
+}
+
+/// An account's ban from the server.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountBan {
+    /// The operator who banned it.
+    pub(crate) by: String,
+    pub(crate) reason: Option<String>,
+    /// When it ends, in ms since the epoch (`None`: when an operator lifts it).
+    pub(crate) until: Option<u64>,
+    /// When it was made, in ms since the epoch.
+    pub(crate) ts: u64,
 }
 
 impl User {
@@ -179,6 +193,7 @@ impl Accounts {
             rooms_created: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
+            ban: Mutex::new(None),
         });
         users.insert(name.to_owned(), Arc::clone(&user));
         then(&user);

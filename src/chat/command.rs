@@ -139,6 +139,10 @@ type CloseHook = dyn Fn(SocketAddr, Option<&str>) + Send + Sync;
 type LoginHook = dyn Fn(&str, SocketAddr) + Send + Sync;
 type MessageHook = dyn Fn(&RoomMessage<'_>) -> Result<(), CommandError> + Send + Sync;
 
+/// What `admin_reload` calls: re-reads the configuration and applies it, reporting
+/// what changed (`Ok`) or why nothing did (`Err`), in words for the operator.
+pub(crate) type ReloadHook = dyn Fn() -> Result<String, String> + Send + Sync;
+
 /// The embedder's callbacks. Each runs on a worker thread except `opened`, which runs
 /// on the poller thread when the connection is accepted: keep them quick.
 #[derive(Default, Clone)]
@@ -147,6 +151,8 @@ pub(crate) struct Hooks {
     pub(crate) closed: Option<Arc<CloseHook>>,
     pub(crate) logged_in: Option<Arc<LoginHook>>,
     pub(crate) message: Option<Arc<MessageHook>>,
+    /// `admin_reload`; without it the op answers that reloading is not available.
+    pub(crate) reload: Option<Arc<ReloadHook>>,
 }
 
 /// The embedder's additions to chat mode: commands by name, and hooks.

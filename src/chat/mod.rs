@@ -24,8 +24,8 @@ pub(crate) mod room;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -64,6 +64,8 @@ pub(crate) type Peer = Arc<Conn<Chat>>;
 pub(crate) struct ConnTag {
     /// The protocol version the connection speaks; 0 (never said `hello`) is 1.
     protocol: AtomicU8,
+    /// The user it is logged in as, for an operator's listing (`admin_connections`).
+    user: Mutex<Option<String>>,
 }
 
 impl ConnTag {
@@ -75,6 +77,15 @@ impl ConnTag {
     pub(crate) fn set_protocol(&self, version: u8) {
         self.protocol.store(version, Ordering::Relaxed);
     }
+
+    /// The user the connection is logged in as, if any.
+    pub(crate) fn user(&self) -> Option<String> {
+        self.user.lock().clone()
+    }
+
+    fn set_user(&self, user: Option<&str>) {
+        *self.user.lock() = user.map(str::to_owned);
+    }
 }
 
 /// The first byte of a TLS handshake record: a TLS client on the plain port.
@@ -83,9 +94,9 @@ const TLS_HANDSHAKE: u8 = 0x16;
 const MAX_TOPIC: usize = 256;
 const MAX_USER_NAME: usize = 32;
 const MAX_ROOM_NAME: usize = 64;
-const MIN_PASSWORD: usize = 8;
+pub(crate) const MIN_PASSWORD: usize = 8;
 /// bcrypt reads no further than this.
-const MAX_PASSWORD: usize = 72;
+pub(crate) const MAX_PASSWORD: usize = 72;
 
 /// The chat service and all chat state.
 pub(crate) struct Chat {
@@ -118,6 +129,8 @@ pub(crate) struct Chat {
     /// The last seq of each deleted room, by name: a room made again under the name
     /// goes on after it (PROTOCOL-2 section 7).
     deleted_rooms: Mutex<HashMap<String, u64>>,
+    /// Every open connection, for the operators' ops (set once the server runs).
+    pool: OnceLock<Pool<Chat>>,
 }
 
 /// One connection's chat state.
@@ -188,6 +201,7 @@ impl Chat {
             answer_budget: AnswerBudget::new(config.max_outbound),
             kept_invites: Arc::default(),
             deleted_rooms: Mutex::default(),
+            pool: OnceLock::new(),
         };
         // With a store, memory keeps the newest messages and the store the rest;
         // without one, memory is the only copy and keeps them all.
@@ -258,7 +272,9 @@ impl Chat {
                 user.blocked.lock().insert(blocked);
             }
         }
-        self.restore_sessions(snapshot.sessions)
+        let mut expired = self.restore_sessions(snapshot.sessions);
+        expired.extend(self.restore_account_bans(snapshot.account_bans));
+        expired
     }
 
     /// Brings back the DM conversations and the DMs kept for offline users.
@@ -523,6 +539,7 @@ impl Service for Chat {
     }
 
     fn attach(&self, pool: Pool<Self>) {
+        let _ = self.pool.set(pool.clone());
         self.delivery.attach(pool);
     }
 

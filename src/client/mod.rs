@@ -60,6 +60,7 @@
 //! ```
 
 mod accounts;
+mod admin;
 mod error;
 mod frames;
 mod ops;
@@ -76,6 +77,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::ErrorCode;
+pub use admin::ConnectionInfo;
 pub use error::ClientError;
 use frames::KNOWN_EVENTS;
 pub use frames::{

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
+use crate::protocol::admin::{self, AdminOp, AdminRequest};
 
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
@@ -131,6 +132,8 @@ pub(crate) enum Request<'a> {
         on: bool,
     },
     Blocks,
+    /// A server operator's op (`admin_*`).
+    Admin(AdminRequest<'a>),
 }
 
 /// A room and a user in it that a moderation op names.
@@ -393,11 +396,12 @@ pub(crate) enum OpKind {
     Block,
     Unblock,
     Blocks,
+    Admin(AdminOp),
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 33] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 41] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -431,6 +435,14 @@ impl OpKind {
         ("block", OpKind::Block),
         ("unblock", OpKind::Unblock),
         ("blocks", OpKind::Blocks),
+        ("admin_kill", OpKind::Admin(AdminOp::Kill)),
+        ("admin_ban", OpKind::Admin(AdminOp::Ban)),
+        ("admin_unban", OpKind::Admin(AdminOp::Unban)),
+        ("admin_connections", OpKind::Admin(AdminOp::Connections)),
+        ("admin_announce", OpKind::Admin(AdminOp::Announce)),
+        ("admin_set_password", OpKind::Admin(AdminOp::SetPassword)),
+        ("admin_signup", OpKind::Admin(AdminOp::Signup)),
+        ("admin_reload", OpKind::Admin(AdminOp::Reload)),
     ];
 }
 
@@ -614,6 +626,7 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
             on: kind == OpKind::Block,
         },
         OpKind::Blocks => Request::Blocks,
+        OpKind::Admin(op) => admin::parse(head, op)?,
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };
@@ -621,7 +634,7 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
 }
 
 /// The op's fields as `T`; a frame that does not fit is `bad_request`.
-fn fields<'a, T: Deserialize<'a>>(head: &Head<'a>) -> Result<T, Fault<'a>> {
+pub(crate) fn fields<'a, T: Deserialize<'a>>(head: &Head<'a>) -> Result<T, Fault<'a>> {
     serde_json::from_str(head.text).map_err(|e| {
         fault(
             head.id,
@@ -698,7 +711,7 @@ fn message<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>> 
     })
 }
 
-fn page<'a>(head: &Head<'a>) -> Result<Page<'a>, Fault<'a>> {
+pub(crate) fn page<'a>(head: &Head<'a>) -> Result<Page<'a>, Fault<'a>> {
     let f: PageFields<'_> = fields(head)?;
     let limit = limit(head.id, f.limit, PAGE_MAX_LIMIT, PAGE_MAX_LIMIT)?;
     Ok(Page {
@@ -746,63 +759,5 @@ fn valid_id(raw: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::json::Reply;
-
-    /// Parses a frame as the built-in dispatch table would.
-    fn parse(frame: &[u8]) -> Result<(Option<&RawValue>, Request<'_>), Fault<'_>> {
-        let head = parse_head(frame)?;
-        match OpKind::ALL.iter().find(|(name, _)| *name == head.op) {
-            Some(&(_, kind)) => parse_request(&head, kind).map(|r| (head.id, r)),
-            None => Err(unknown_op(&head)),
-        }
-    }
-
-    fn code(frame: &str) -> ErrorCode {
-        parse(frame.as_bytes())
-            .err()
-            .map(|f| f.code)
-            .expect("a fault")
-    }
-
-    #[test]
-    fn general_errors() {
-        assert_eq!(code("[1]"), ErrorCode::BadJson);
-        assert_eq!(code("{\"op\":"), ErrorCode::BadJson);
-        assert_eq!(code("{}"), ErrorCode::BadRequest);
-        assert_eq!(code("{\"op\":5}"), ErrorCode::BadRequest);
-        assert_eq!(code("{\"op\":\"nope\"}"), ErrorCode::UnknownOp);
-        assert_eq!(
-            code("{\"op\":\"send\",\"room\":\"a\"}"),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(
-            code("{\"op\":\"send\",\"room\":\"a\",\"text\":\"\"}"),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(
-            code("{\"op\":\"history\",\"room\":\"a\",\"limit\":0}"),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(
-            code("{\"op\":\"history\",\"room\":\"a\",\"before\":-1}"),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(code("{\"id\":true,\"op\":\"ping\"}"), ErrorCode::BadRequest);
-        assert!(
-            parse(b"{\"id\":true,\"op\":\"ping\"}")
-                .unwrap_err()
-                .id
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn id_comes_back_verbatim() {
-        let (id, req) = parse(br#"{"id": 1.50 ,"op":"ping","extra":[1]}"#).unwrap();
-        assert!(matches!(req, Request::Ping));
-        let reply = Reply::ok(id).field("pong", &true).finish();
-        assert_eq!(&reply[..], b"{\"id\":1.50,\"ok\":true,\"pong\":true}\n");
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

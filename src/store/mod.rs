@@ -8,6 +8,7 @@
 
 pub(crate) mod backup;
 mod direct;
+mod operators;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -242,6 +243,12 @@ pub(crate) enum Write {
         blocked: String,
         on: bool,
     },
+    /// A server operator banned the account (replacing an earlier ban).
+    AccountBan(AccountBanRow),
+    /// The account's ban was lifted (by an operator, or because it ended).
+    AccountUnban {
+        user: String,
+    },
 }
 
 /// A stored direct message.
@@ -300,6 +307,19 @@ pub(crate) struct BanRow {
     pub(crate) ts: u64,
 }
 
+/// A stored ban of an account from the whole server (`admin_ban`).
+#[derive(Debug, Clone)]
+pub(crate) struct AccountBanRow {
+    pub(crate) user: String,
+    /// The operator who banned it.
+    pub(crate) by: String,
+    pub(crate) reason: Option<String>,
+    /// When it ends, in ms since the epoch (`None`: when an operator lifts it).
+    pub(crate) until: Option<u64>,
+    /// When it was made, in ms since the epoch.
+    pub(crate) ts: u64,
+}
+
 /// A stored invitation to a room.
 pub(crate) struct InviteRow {
     pub(crate) user: String,
@@ -343,6 +363,8 @@ pub(crate) struct Snapshot {
     pub(crate) nonces: Vec<NonceRow>,
     /// (user, blocked).
     pub(crate) blocks: Vec<(String, String)>,
+    /// Accounts banned from the server, expired bans included.
+    pub(crate) account_bans: Vec<AccountBanRow>,
 }
 
 /// A store backend: where the writer's batches go and history is read from.
@@ -628,6 +650,18 @@ fn commit_batch<T>(
     shared.metrics.commits.inc();
     shared.metrics.writes.add(writes as u64);
     committed
+}
+
+/// Sets `user`'s password hash in the database of `dir` while no server runs there
+/// (taking the directory's lock, so a running server refuses it with
+/// [`StoreError::Locked`]), and revokes the user's sessions. Returns how many sessions
+/// went, or `None` if there is no such account.
+pub(crate) fn set_password_offline(
+    dir: &Path,
+    user: &str,
+    hash: &str,
+) -> Result<Option<usize>, StoreError> {
+    operators::set_password_offline(dir, user, hash)
 }
 
 #[cfg(test)]

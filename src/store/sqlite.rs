@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
 use crate::store::direct::run;
+use crate::store::operators;
 use crate::store::{
     Backend, BanRow, BatchWriter, DmRow, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow,
     Snapshot, StoreError, Write, direct,
@@ -70,9 +71,10 @@ const SCHEMA_V2: &str = "
 /// (a room's creator, if still a member, becomes its owner), invite-only rooms, bans,
 /// invitations, send nonces, blocks, the names of deleted accounts (never signed up
 /// again), the last seq of deleted rooms (a room made again under the name goes
-/// on after it), replies, and DM conversations (`dms`: one row per DM, `a` < `b` or
+/// on after it), replies, DM conversations (`dms`: one row per DM, `a` < `b` or
 /// a DM to oneself; `hidden`: from a user the recipient blocks, seen by the sender
-/// only), whose kept copies carry their seq.
+/// only), whose kept copies carry their seq, and accounts banned from the server by
+/// an operator.
 const SCHEMA_V3: &str = "
     ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
     ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
@@ -124,7 +126,13 @@ const SCHEMA_V3: &str = "
         hidden INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (a, b, seq)) WITHOUT ROWID;
     ALTER TABLE pending_dms ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE pending_dms ADD COLUMN reply_to INTEGER;";
+    ALTER TABLE pending_dms ADD COLUMN reply_to INTEGER;
+    CREATE TABLE account_bans (
+        user TEXT PRIMARY KEY,
+        by_user TEXT NOT NULL,
+        reason TEXT,
+        until INTEGER,
+        ts INTEGER NOT NULL) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -265,7 +273,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -305,7 +313,7 @@ pub(crate) fn not_parlor(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Brings the schema up to `SCHEMA_VERSION`, one forward step at a time, each in its
 /// own transaction.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -365,6 +373,7 @@ fn load(conn: &Connection, history_len: usize) -> rusqlite::Result<Snapshot> {
     snapshot.retired = retired
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    snapshot.account_bans = operators::load_account_bans(conn)?;
     Ok(snapshot)
 }
 
@@ -483,6 +492,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         | Write::TouchSession { .. }
         | Write::RevokeSession { .. }
         | Write::DeleteUser { .. } => apply_user_write(tx, write),
+        Write::AccountBan(_) | Write::AccountUnban { .. } => operators::apply(tx, write),
         Write::Topic { .. }
         | Write::InviteOnly { .. }
         | Write::Ban { .. }

@@ -26,6 +26,16 @@ pub(crate) struct Pool<S: Service> {
     jobs: usize,
 }
 
+// Not derived: that would ask `S: Clone`.
+impl<S: Service> Clone for Pool<S> {
+    fn clone(&self) -> Pool<S> {
+        Pool {
+            reactor: Weak::clone(&self.reactor),
+            jobs: self.jobs,
+        }
+    }
+}
+
 impl<S: Service> Pool<S> {
     pub(crate) fn new(reactor: &Arc<Reactor<S>>, jobs: usize) -> Pool<S> {
         Pool {
@@ -39,6 +49,17 @@ impl<S: Service> Pool<S> {
     /// service that keeps to it never blocks in [`Pool::call`].
     pub(crate) fn jobs(&self) -> usize {
         self.jobs
+    }
+
+    /// The open connections that hold a place (not those refused by a limit and only
+    /// finishing their TLS handshake to be told so), in no order; empty once the
+    /// server has stopped.
+    pub(crate) fn connections(&self) -> Vec<Arc<Conn<S>>> {
+        self.reactor.upgrade().map_or_else(Vec::new, |r| {
+            let mut conns = r.snapshot();
+            conns.retain(|c| !c.is_refused());
+            conns
+        })
     }
 
     /// Runs `call` on a worker, with that worker's flusher; false (and `call` is

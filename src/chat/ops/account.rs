@@ -10,6 +10,7 @@ use crate::chat::accounts::{TokenHash, User, bcrypt_cost};
 use crate::chat::budget::take_within;
 use crate::chat::effects::{Effect, Out};
 use crate::chat::hasher::Then;
+use crate::chat::ops::admin_bans::banned;
 use crate::chat::ops::{Failure, fail, fail_for};
 use crate::chat::{
     Chat, Login, MAX_PASSWORD, MAX_USER_NAME, MIN_PASSWORD, Peer, Session, logged_in, now_ms,
@@ -52,6 +53,13 @@ pub(crate) enum Hashed {
         verified: bool,
         checked: u64,
     },
+    /// `admin_set_password`: the new password's hash for `user` (`None`: hashing
+    /// failed).
+    AdminSetPassword {
+        id: Option<Box<RawValue>>,
+        user: String,
+        hash: Option<String>,
+    },
 }
 
 impl Chat {
@@ -68,9 +76,7 @@ impl Chat {
                 "a user name is 1-32 bytes of A-Z a-z 0-9 _ . -",
             );
         }
-        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
-            return fail(ErrorCode::WeakPassword, "a password is 8-72 bytes");
-        }
+        password_rule(password)?;
         if !self.live.signup_open() {
             return fail(
                 ErrorCode::Forbidden,
@@ -196,6 +202,9 @@ impl Chat {
                 let verified = verified && self.password_unchanged(session, checked);
                 self.finish_delete_account(conn, session, id.as_deref(), verified, out);
             }
+            Hashed::AdminSetPassword { id, user, hash } => {
+                self.finish_admin_set_password(conn, session, id.as_deref(), &user, hash, out);
+            }
         }
     }
 
@@ -254,6 +263,12 @@ impl Chat {
             );
             return;
         };
+        // Only the holder of the right password learns of a ban.
+        if let Some(ban) = self.active_ban(&account) {
+            self.metrics.logins_failed.inc();
+            out.reply(conn, self.failure(id, &banned(&ban)));
+            return;
+        }
         self.metrics.logins_ok.inc();
         let user = account.name.clone();
         self.accounts.login_succeeded(&user);
@@ -376,6 +391,7 @@ impl Chat {
                 Ok(())
             });
         }
+        conn.tag.set_user(Some(&user.name));
         session.login = Some(Login { user, token });
     }
 
@@ -383,6 +399,7 @@ impl Chat {
     /// connection uses any more starts its idle time now, in the store too.
     pub(crate) fn log_out(&self, conn: &Peer, session: &mut Session) -> Option<TokenHash> {
         let login = session.login.take()?;
+        conn.tag.set_user(None);
         login.user.online.lock().retain(|peer| peer.key != conn.key);
         if self.accounts.release(&login.token) {
             self.store_quietly(vec![Write::TouchSession {
@@ -418,6 +435,15 @@ impl Chat {
                 .field("user", &user.name)
                 .field("rooms", &rooms),
         )
+    }
+}
+
+/// A new password's rule (`signup`'s): 8-72 bytes, as bcrypt reads no further.
+pub(crate) fn password_rule(password: &str) -> Result<(), Failure> {
+    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
+        Ok(())
+    } else {
+        fail(ErrorCode::WeakPassword, "a password is 8-72 bytes")
     }
 }
 

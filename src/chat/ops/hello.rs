@@ -24,6 +24,7 @@ const FEATURES: &[&str] = &[
     "dm_history",
     "replies",
     "blocking",
+    "admin",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

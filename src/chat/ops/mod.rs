@@ -1,10 +1,12 @@
 //! The chat operations, one file per family (as mini-redis keeps one file per
 //! command): accounts and sessions (`account`), rooms (`rooms`), room messages and
 //! history (`messages`), direct messages (`direct`), managing one's own account
-//! (`profile`). This file is the dispatch table:
+//! (`profile`), server operators' ops (`admin`, `admin_bans`). This file is the dispatch table:
 //! a parsed request to the method that runs it, and embedders' commands.
 
 mod account;
+mod admin;
+pub(crate) mod admin_bans;
 mod blocks;
 mod direct;
 mod hello;
@@ -219,6 +221,7 @@ impl Chat {
             Request::DeleteAccount { password } => {
                 return parked(self.delete_account(conn, session, id, &password));
             }
+            Request::Admin(request) => return self.run_admin(conn, session, id, request, out),
             request => self.run_moderation(conn, session, id, request, out),
         };
         (result, Step::Next)

@@ -19,7 +19,7 @@ use crate::protocol::json::{self as protocol, MemberEvent, Reply};
 use crate::store::Write;
 
 /// The `closing` reason the user's other connections get after `change_password`.
-const PASSWORD_CHANGED: &str = "password_changed";
+pub(crate) const PASSWORD_CHANGED: &str = "password_changed";
 /// The `closing` reason every connection of a deleted account gets.
 const ACCOUNT_DELETED: &str = "account_deleted";
 
@@ -257,7 +257,7 @@ fn left_event(room: &str, user: &str) -> RoomEvent {
 }
 
 /// Closes every connection of `user` but `keep`, with a `closing` event for `reason`.
-fn closes(user: &User, keep: Option<usize>, reason: &'static str) -> Vec<Effect> {
+pub(crate) fn closes(user: &User, keep: Option<usize>, reason: &'static str) -> Vec<Effect> {
     user.online
         .lock()
         .iter()

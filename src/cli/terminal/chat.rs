@@ -11,6 +11,7 @@ use crate::ErrorCode;
 use crate::client::{
     Client, ClientError, Event, HistoryQuery, Message, SendOptions, TlsOptions, fresh_nonce,
 };
+use crate::terminal::admin::PasswordFor;
 use crate::terminal::screen::{Input, Keyboard, Screen};
 use crate::terminal::{
     Command, TerminalError, connect, error::Described, format_event, format_message, help, parse,
@@ -108,6 +109,8 @@ pub(super) struct Chat {
     pub(super) keyboard: Keyboard,
     pub(super) screen: Screen,
     pub(super) zone: TimeZone,
+    /// The next typed line is a password (`/admin set-password`, `/admin signup`).
+    pub(super) password_for: Option<PasswordFor>,
 }
 
 impl Chat {
@@ -193,6 +196,13 @@ impl Chat {
     }
 
     fn on_line(&mut self, line: &str) -> Flow {
+        if let Some(wanted) = self.password_for.take() {
+            let password = line.trim_end_matches(['\r', '\n']);
+            if let Err(e) = self.send_password(wanted, password) {
+                self.fail(e);
+            }
+            return Flow::Continue;
+        }
         let command = match parse(line) {
             Ok(Some(command)) => command,
             Ok(None) => return Flow::Continue,
@@ -220,6 +230,7 @@ impl Chat {
             Command::Dm { to, text } => self.post(Outgoing::new(Target::User(to), text)),
             Command::History(count) => self.history(count.unwrap_or(DEFAULT_HISTORY)),
             Command::Create { room, topic } => self.create(room, topic.as_deref()),
+            Command::Admin(admin) => self.admin(admin),
             Command::Password => self.change_password(),
             Command::DeleteAccount => match self.delete_account() {
                 Ok(flow) => return flow,

@@ -1,8 +1,10 @@
 //! What the user types: a line parsed into a [`Command`], and `/help`.
 
+use crate::terminal::admin::{self, AdminCommand};
+
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
-const COMMANDS: [(&str, &str); 22] = [
+const COMMANDS: [(&str, &str); 23] = [
     (
         "/join ROOM",
         "join ROOM, make it the current room, show its last messages",
@@ -61,6 +63,10 @@ const COMMANDS: [(&str, &str); 22] = [
     (
         "/delete-account",
         "delete your account for good (asks for your password, then to confirm)",
+    ),
+    (
+        admin::USAGE,
+        "server operators only: close, ban, list connections, announce, reload, set passwords, make accounts",
     ),
     ("/help", "show this list"),
     (
@@ -140,6 +146,8 @@ pub enum Command {
     Quit,
     /// `/help`.
     Help,
+    /// `/admin ...`: a server operator's op.
+    Admin(AdminCommand),
 }
 
 /// Why a typed line is not a command.
@@ -200,6 +208,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "who" => bare(args, "/who", Command::Who)?,
         "quit" => bare(args, "/quit", Command::Quit)?,
         "help" => bare(args, "/help", Command::Help)?,
+        "admin" => Command::Admin(admin::parse(args)?),
         _ => protocol2(name, args)?,
     };
     Ok(Some(command))

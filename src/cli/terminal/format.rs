@@ -41,6 +41,11 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             format!("{at} * {by} invited you to {room}: /join {room} to enter")
         }
         Event::RoomDeleted { room, by } => format!("{at} [{room}] * {by} deleted the room"),
+        Event::Other(frame) if frame["event"] == "announcement" => format!(
+            "{at} * announcement from {}: {}",
+            frame["by"].as_str().unwrap_or("the server"),
+            frame["text"].as_str().unwrap_or_default()
+        ),
         Event::Other(frame) => format!("{at} * event {frame}"),
     };
     printable(&line)
@@ -187,6 +192,13 @@ mod tests {
         assert_eq!(
             format_event(&other, now(), &zone),
             r#"00:00:59 * event {"event":"new"}"#
+        );
+        let announced = Event::Other(serde_json::json!(
+            {"event": "announcement", "text": "restart at noon", "by": "root", "ts": 1}
+        ));
+        assert_eq!(
+            format_event(&announced, now(), &zone),
+            "00:00:59 * announcement from root: restart at noon"
         );
     }
 

@@ -17,6 +17,7 @@
 //! server sends into one line of text.
 
 mod account;
+mod admin;
 mod chat;
 mod command;
 mod error;
@@ -32,6 +33,7 @@ use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
 use crate::client::{self, Client, ClientError, TlsOptions};
+pub use admin::AdminCommand;
 use chat::{Chat, Link};
 pub use command::{Command, ParseError, help, parse};
 pub use error::TerminalError;
@@ -115,6 +117,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
         keyboard,
         screen,
         zone: TimeZone::system(),
+        password_for: None,
     };
     chat.screen.notice(format!(
         "logged in as {}; /help lists the commands",
@@ -153,7 +156,7 @@ fn resolve(addr: &str) -> Result<Vec<SocketAddr>, TerminalError> {
 
 /// Reads the password: from the terminal without echo, or else as the first line of
 /// stdin, so that scripts and tests can drive the client.
-fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalError> {
+pub(crate) fn read_password(user: &str, keyboard_is_tty: bool) -> Result<String, TerminalError> {
     if keyboard_is_tty {
         return rpassword::prompt_password(format!("password for {user}: "))
             .map_err(TerminalError::Input);

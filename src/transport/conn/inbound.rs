@@ -133,6 +133,7 @@ impl<S: Service> Conn<S> {
         };
         if n > 0 {
             self.reactor.metrics.bytes_in.add(n as u64);
+            self.stats.received(n);
             self.last_input
                 .store(self.reactor.now_ms(), Ordering::Relaxed);
         }

@@ -29,7 +29,7 @@ use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
@@ -150,6 +150,8 @@ pub(crate) struct Conn<S: Service> {
     out: Mutex<Outbound>,
     /// Milliseconds (reactor clock) of the last byte received, for the idle timeout.
     last_input: AtomicU64,
+    /// What an operator's listing shows (`admin_connections`).
+    stats: ConnStats,
     pub(crate) io: Mutex<Io<S>>,
     /// The service's facts about this connection (see `Service::Tag`).
     pub(crate) tag: S::Tag,
@@ -187,6 +189,7 @@ impl<S: Service> Conn<S> {
             }),
             out: Mutex::new(Outbound::new()),
             last_input: AtomicU64::new(now),
+            stats: ConnStats::new(),
             io: Mutex::new(Io {
                 inbuf: InBuf::default(),
                 session,
@@ -215,6 +218,11 @@ impl<S: Service> Conn<S> {
     /// Whether the connection came in on a TLS listener.
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// When, and how much, the connection has talked (see [`ConnStats`]).
+    pub(crate) fn stats(&self) -> &ConnStats {
+        &self.stats
     }
 
     fn want_write(&self) {
@@ -389,6 +397,55 @@ impl<S: Service> Conn<S> {
             }
         }
         true
+    }
+}
+
+/// A connection's accept time and byte counts, for an operator's listing. The
+/// counters are relaxed atomics bumped once per read or write call: a listing may see
+/// one a call behind the other, which is all it needs.
+pub(crate) struct ConnStats {
+    /// When the connection was accepted, in ms since the Unix epoch (the wall clock:
+    /// it is shown to people, not used for timeouts).
+    since_ms: u64,
+    /// Bytes the service received (after TLS decryption).
+    bytes_in: AtomicU64,
+    /// Bytes written out of the queue (before TLS encryption).
+    bytes_out: AtomicU64,
+}
+
+impl ConnStats {
+    fn new() -> ConnStats {
+        let since_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        ConnStats {
+            since_ms,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection was accepted, in ms since the Unix epoch.
+    pub(crate) fn since_ms(&self) -> u64 {
+        self.since_ms
+    }
+
+    /// Bytes received so far.
+    pub(crate) fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sent so far.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn received(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

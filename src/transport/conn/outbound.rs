@@ -207,6 +207,7 @@ impl<S: Service> Conn<S> {
         // Counted per write call, not per frame queued: these atomics are shared by
         // every worker, and fan-out queues a frame per recipient.
         self.reactor.metrics.bytes_out.add(written as u64);
+        self.stats.sent(written);
         let frames = out.advance(written);
         self.reactor.metrics.frames_out.add(frames);
         let resume_reading = out.read_blocked && out.queued <= self.reactor.max_outbound / 2;
