@@ -82,8 +82,11 @@ impl Chat {
             }
             AdminRequest::Signup { user, password } => {
                 let started = password_rule(&password)
-                    .and_then(|()| self.operator(session).map(drop))
-                    .and_then(|()| self.signup(conn, id, &user, &password));
+                    .and_then(|()| self.operator(session))
+                    .and_then(|by| {
+                        log::info!("admin: {by} signs up {user}");
+                        self.signup(conn, id, &user, &password)
+                    });
                 return (started.map(|()| None), Step::Park);
             }
         };

@@ -1,6 +1,7 @@
 //! `/admin ...` in `parlor chat`: the server operators' ops, parsed from a typed line
 //! and run through [`crate::Client`]'s methods. A new password (`set-password`,
-//! `signup`) is the next line typed, sent and never shown in the chat.
+//! `signup`) is asked for without echo on a terminal, else it is the next line of
+//! stdin (for scripts).
 
 use jiff::Timestamp;
 
@@ -132,20 +133,35 @@ impl Chat {
                 format!("announced to {delivered} connection(s)")
             }
             AdminCommand::Reload => self.call(|c| c.admin_reload())?,
-            AdminCommand::SetPassword(user) => self.ask_password(PasswordFor::Set(user)),
-            AdminCommand::Signup(user) => self.ask_password(PasswordFor::Signup(user)),
+            AdminCommand::SetPassword(user) => return self.ask_password(PasswordFor::Set(user)),
+            AdminCommand::Signup(user) => return self.ask_password(PasswordFor::Signup(user)),
         };
         self.screen.notice(said);
         Ok(())
     }
 
-    /// Takes the next typed line as a password, for `user`.
-    fn ask_password(&mut self, wanted: PasswordFor) -> String {
+    /// Asks for the password: on a terminal without echo (the line editor is idle
+    /// until the next prompt, and keeps no history of it), else it is the next line
+    /// of stdin.
+    fn ask_password(&mut self, wanted: PasswordFor) -> Result<(), ClientError> {
         let user = match &wanted {
             PasswordFor::Set(user) | PasswordFor::Signup(user) => user.clone(),
         };
+        if self.keyboard.waits_for_prompt() {
+            match rpassword::prompt_password(format!("new password for {user}: ")) {
+                Ok(password) => return self.send_password(wanted, &password),
+                Err(e) => {
+                    self.screen
+                        .notice(format!("no password read ({e}); nothing sent"));
+                    return Ok(());
+                }
+            }
+        }
         self.password_for = Some(wanted);
-        format!("type the password for {user} on the next line (sent, not shown in the chat)")
+        self.screen.notice(format!(
+            "type the password for {user} on the next line (sent, not shown in the chat)"
+        ));
+        Ok(())
     }
 
     /// Sends the password typed after `/admin set-password` or `/admin signup`.

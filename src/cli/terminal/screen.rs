@@ -49,6 +49,12 @@ impl Keyboard {
     }
 
     /// Lets the line editor read the next line. Plain stdin reads ahead by itself.
+    /// Whether the line editor reads the keyboard: it reads only after [`Keyboard::ready`],
+    /// so in between the terminal is free for a prompt of one's own (a password).
+    pub(super) fn waits_for_prompt(&self) -> bool {
+        self.prompts.is_some()
+    }
+
     pub(super) fn ready(&mut self, prompt: String) {
         if let Some(prompts) = &self.prompts {
             self.editing = prompts.send(prompt).is_ok();
