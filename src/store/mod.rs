@@ -8,6 +8,7 @@
 
 pub(crate) mod backup;
 mod direct;
+mod offline;
 mod operators;
 mod sqlite;
 
@@ -661,7 +662,7 @@ pub(crate) fn set_password_offline(
     user: &str,
     hash: &str,
 ) -> Result<Option<usize>, StoreError> {
-    operators::set_password_offline(dir, user, hash)
+    offline::set_password_offline(dir, user, hash)
 }
 
 #[cfg(test)]

@@ -1,14 +1,9 @@
-//! What the SQLite store keeps for server operators: account bans, and the offline
-//! password reset of `parlor admin set-password`.
+//! What the SQLite store keeps for server operators: account bans.
 
-use std::path::Path;
+use rusqlite::{Connection, Savepoint, params};
 
-use rusqlite::{Connection, OptionalExtension, Savepoint, params};
-
-use crate::config::SyncMode;
 use crate::store::direct::run;
-use crate::store::sqlite::{DB_FILE, lock_dir, migrate, open_connection};
-use crate::store::{AccountBanRow, StoreError, Write};
+use crate::store::{AccountBanRow, Write};
 
 /// Every stored account ban.
 pub(super) fn load_account_bans(conn: &Connection) -> rusqlite::Result<Vec<AccountBanRow>> {
@@ -41,38 +36,4 @@ pub(super) fn apply(tx: &Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         ),
         other => unreachable!("not an operator's write: {other:?}"),
     }
-}
-
-/// See [`crate::store::set_password_offline`].
-pub(super) fn set_password_offline(
-    dir: &Path,
-    user: &str,
-    hash: &str,
-) -> Result<Option<usize>, StoreError> {
-    if !dir.join(DB_FILE).exists() {
-        return Err(StoreError::Dir {
-            dir: dir.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no parlor.db in it"),
-        });
-    }
-    let _lock = lock_dir(dir)?;
-    let path = dir.join(DB_FILE);
-    let mut conn = open_connection(&path, SyncMode::Full)?;
-    migrate(&conn, &path)?;
-    let tx = conn.transaction()?;
-    let known: Option<String> = tx
-        .query_row("SELECT name FROM users WHERE name = ?1", [user], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    if known.is_none() {
-        return Ok(None);
-    }
-    tx.execute(
-        "UPDATE users SET hash = ?2 WHERE name = ?1",
-        params![user, hash],
-    )?;
-    let revoked = tx.execute("DELETE FROM sessions WHERE user = ?1", params![user])?;
-    tx.commit()?;
-    Ok(Some(revoked))
 }
