@@ -148,3 +148,35 @@ fn restore_refuses_a_file_that_is_not_a_parlor_database() {
         "nothing was put in place"
     );
 }
+
+#[test]
+fn a_backup_into_the_data_directory_is_refused_and_the_server_goes_on() {
+    let dir = DataDir::new("backup-inside");
+    let (handle, addr) = start(on_disk(&dir));
+    let mut ada = Client::connect(addr).expect("connects");
+    ada.signup("ada", PASSWORD).expect("signup");
+    ada.login("ada", PASSWORD).expect("login");
+    ada.create("lobby", None).expect("create");
+    ada.send("lobby", "before").expect("send");
+    let data = dir.path().to_str().unwrap();
+    for out in [dir.path().join("parlor.db"), dir.path().join("copy.db")] {
+        let run = parlor(&["backup", "--data-dir", data, "--out", out.to_str().unwrap()]);
+        assert!(!run.status.success(), "a backup to {out:?} must be refused");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("outside"), "{stderr}");
+    }
+    ada.send("lobby", "after")
+        .expect("send after the refused backups");
+    drop(ada);
+    stop(handle);
+    let (_server, addr) = start(on_disk(&dir));
+    let mut ada = Client::connect(addr).expect("connects");
+    ada.login("ada", PASSWORD).expect("login after a restart");
+    let texts: Vec<String> = ada
+        .history("lobby", HistoryQuery::default())
+        .expect("history")
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["before", "after"], "the live database is intact");
+}

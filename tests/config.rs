@@ -160,7 +160,7 @@ fn a_file_with_every_key_round_trips_into_a_running_server() {
             &format!("data-dir = {:?}", data),
         )
         .replace("bcrypt-cost = 12", "bcrypt-cost = 4")
-        .replace("max-text = 16384", "max-text = 20")
+        .replace("# max-text = 16384", "max-text = 20")
         .replace("signup = \"open\"", "signup = \"closed\"");
     let file = dir.path().join("parlor.toml");
     std::fs::write(&file, text).unwrap();

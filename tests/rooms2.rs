@@ -505,3 +505,43 @@ fn a_ban_or_deletion_whose_commit_fails_is_taken_back() {
     bob.say("lobby", "still here");
     stop(handle);
 }
+
+#[test]
+fn nobody_kicks_or_bans_themselves_and_a_blocked_inviter_is_ignored() {
+    let (_server, addr) = start(|c| c.operators = vec!["root".into()]);
+    let (mut ada, mut bob, _cy) = lobby(addr);
+    for op in ["kick", "ban"] {
+        let r = req(&mut ada, json!({"op": op, "room": "lobby", "user": "ada"}));
+        assert_err(&r, "forbidden");
+    }
+    assert_eq!(
+        req(&mut bob, json!({"op": "members", "room": "lobby"}))["roles"],
+        json!({"ada": "owner"}),
+        "the owner is still the owner"
+    );
+    // dan blocks ada: her invitation is answered ok but never reaches him.
+    let mut dan = user2(addr, "dan");
+    assert_ok(&req(&mut dan, json!({"op": "block", "user": "ada"})));
+    assert_ok(&req(
+        &mut ada,
+        json!({"op": "set_room", "room": "lobby", "invite_only": true}),
+    ));
+    assert_ok(&req(
+        &mut ada,
+        json!({"op": "invite", "room": "lobby", "user": "dan"}),
+    ));
+    dan.expect_silence(QUIET);
+    assert_err(
+        &req(&mut dan, json!({"op": "join", "room": "lobby"})),
+        "not_invited",
+    );
+    // A server operator reads the history of a room it is not in.
+    assert_ok(&req(
+        &mut bob,
+        json!({"op": "send", "room": "lobby", "text": "hi"}),
+    ));
+    let mut root = user2(addr, "root");
+    let r = req(&mut root, json!({"op": "history", "room": "lobby"}));
+    assert_ok(&r);
+    assert_eq!(r["messages"][0]["text"], "hi", "{r}");
+}

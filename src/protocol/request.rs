@@ -234,7 +234,8 @@ struct PasswordField<'a> {
 
 #[derive(Deserialize)]
 struct HelloFields {
-    #[serde(default)]
+    /// Absent: none named; `null` is no integer and refused (PROTOCOL-2 section 1).
+    #[serde(default, deserialize_with = "some_u64")]
     protocol: Option<u64>,
 }
 
@@ -343,6 +344,11 @@ struct PageFields<'a> {
     after: Option<Cow<'a, str>>,
     #[serde(default)]
     limit: Option<u64>,
+}
+
+/// A field that, when present, must be an unsigned integer (not `null`).
+fn some_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(d).map(Some)
 }
 
 /// Keeps a field that is present, even as `null` (which plain `Option` would make

@@ -25,6 +25,16 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<i64, StoreError> {
             source: std::io::Error::other(format!("no {DB_FILE} in it")),
         });
     }
+    if inside(data_dir, out) {
+        return Err(StoreError::Dir {
+            dir: data_dir.to_owned(),
+            source: std::io::Error::other(format!(
+                "the backup {} would be written inside the data directory, over the live \
+                 database or beside it; choose an --out outside it",
+                out.display()
+            )),
+        });
+    }
     let source = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| not_parlor(&path, e))?;
     source.busy_timeout(Duration::from_secs(5))?;
@@ -120,4 +130,17 @@ fn copy(source: &Connection, to: &Path) -> Result<(), StoreError> {
         dir: to.parent().map(Path::to_owned).unwrap_or_default(),
         source,
     })
+}
+
+/// Whether `out` (which may not exist yet) lies inside `dir`: its folder, resolved
+/// through links, is `dir` or below it.
+fn inside(dir: &Path, out: &Path) -> bool {
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match (fs::canonicalize(dir), fs::canonicalize(folder)) {
+        (Ok(dir), Ok(folder)) => folder.starts_with(dir),
+        _ => false,
+    }
 }

@@ -112,7 +112,9 @@ impl Chat {
             .field("room", &room.name)
             .field("user", &user.name)
             .finish();
-        if state.is_member(&user.name) {
+        // An invitation from someone the user blocks is dropped without telling the
+        // inviter (PROTOCOL-2 section 7), as is one for a member.
+        if state.is_member(&user.name) || user.blocks(&me.name) {
             drop(state);
             out.reply(conn, ok);
             return Ok(None);

@@ -105,7 +105,8 @@ impl Chat {
         let user = &logged_in(session).user;
         let source = {
             let state = room.state.lock();
-            if !state.is_member(&user.name) {
+            // Server operators may act as owner in any room (PROTOCOL-2 section 5).
+            if !state.is_member(&user.name) && !self.is_operator(&user.name) {
                 return fail(
                     ErrorCode::NotMember,
                     format!("join `{name}` to read its history"),

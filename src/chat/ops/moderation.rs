@@ -190,6 +190,7 @@ impl Chat {
         require(standing, Role::Op, "only the owner and ops kick")?;
         let user = self.target_user(&target.user)?;
         let role = member_role(&state, &user.name, &room.name)?;
+        not_oneself(&me.name, &user.name, "kick")?;
         outranks(standing, role, "kick")?;
         let ejected = eject(&room, &mut state, &user, &me.name, reason, conn);
         let ok = Reply::ok(id)
@@ -221,6 +222,7 @@ impl Chat {
         let standing = self.standing(&state, &me.name, &room.name)?;
         require(standing, Role::Op, "only the owner and ops ban")?;
         let user = self.target_user(&target.user)?;
+        not_oneself(&me.name, &user.name, "ban")?;
         if let Some(role) = state.role_of(&user.name) {
             outranks(standing, role, "ban")?;
         }
@@ -381,6 +383,18 @@ fn outranks(standing: Role, target: Role, what: &str) -> Result<(), Failure> {
         return fail(
             ErrorCode::Forbidden,
             format!("an op cannot {what} the owner or another op"),
+        );
+    }
+    Ok(())
+}
+
+/// Nobody kicks or bans themselves (an owner would ban itself out of its own room):
+/// `leave` is the way out.
+fn not_oneself(me: &str, target: &str, what: &str) -> Result<(), Failure> {
+    if me == target {
+        return fail(
+            ErrorCode::Forbidden,
+            format!("you cannot {what} yourself; `leave` the room instead"),
         );
     }
     Ok(())

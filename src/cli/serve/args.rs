@@ -139,7 +139,15 @@ macro_rules! first_given {
 impl ServeArgs {
     /// These flags over `file`: a flag given on the command line wins, a switch given
     /// in either place is on, and `--operator` replaces the file's `operators`.
-    pub fn merge(mut self, file: ServeArgs) -> ServeArgs {
+    pub fn merge(mut self, mut file: ServeArgs) -> ServeArgs {
+        // Where state is kept is one setting, named by either key: a flag for it
+        // replaces the file's, so `--in-memory` wins over the file's `data-dir`.
+        if self.in_memory {
+            file.data_dir = None;
+        }
+        if self.data_dir.is_some() {
+            file.in_memory = false;
+        }
         first_given!(
             self,
             file,

@@ -103,19 +103,26 @@ const KEYS: &[Key] = &[
         false,
         "seconds a hashing op may wait before `server_busy`",
     ),
-    key(
+    // The three sizes follow one another when left out (a larger frame makes room
+    // for a larger text...): set in the file, they would stop following a flag.
+    unset(
         "max-frame",
         "65536",
         true,
-        "longest frame in bytes (new connections)",
+        "longest frame in bytes (new connections); default 65536, fitted to max-text and max-outbound when those are set",
     ),
-    key(
+    unset(
         "max-outbound",
         "4194304",
         false,
-        "bytes queued for one client before it is cut off",
+        "bytes queued for one client before it is cut off; default 4194304, raised to fit max-frame",
     ),
-    key("max-text", "16384", true, "longest message text in bytes"),
+    unset(
+        "max-text",
+        "16384",
+        true,
+        "longest message text in bytes; default 16384, lowered to fit max-frame",
+    ),
     key(
         "history-len",
         "1000",

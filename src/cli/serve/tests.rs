@@ -29,3 +29,29 @@ fn an_unknown_key_is_named_with_its_line() {
     assert!(message.contains("max-txt"), "{message}");
     assert!(message.contains("line 2"), "{message}");
 }
+
+#[test]
+fn a_storage_flag_replaces_the_files_storage() {
+    let file: ServeArgs = toml::from_str("data-dir = \"from-file\"").expect("parses");
+    let flags = ServeArgs {
+        in_memory: true,
+        ..ServeArgs::default()
+    };
+    let config = to_config(&flags.merge(file), false).expect("--in-memory wins");
+    assert!(
+        matches!(config.storage, crate::Storage::InMemory),
+        "{:?}",
+        config.storage
+    );
+    let file: ServeArgs = toml::from_str("in-memory = true").expect("parses");
+    let flags = ServeArgs {
+        data_dir: Some("from-flag".into()),
+        ..ServeArgs::default()
+    };
+    let config = to_config(&flags.merge(file), false).expect("--data-dir wins");
+    assert!(
+        matches!(config.storage, crate::Storage::Dir(_)),
+        "{:?}",
+        config.storage
+    );
+}
