@@ -101,7 +101,8 @@ fn owners_and_ops_run_a_room_and_members_hear_it_in_typed_events() {
             room: "lobby".into(),
             user: "bob".into(),
             by: "ada".into(),
-            reason: Some("calm down".into())
+            reason: Some("calm down".into()),
+            banned: false
         }
     );
     assert_code(bob.set_topic("lobby", "back"), ErrorCode::NotMember);

@@ -178,8 +178,7 @@ fn kicks_follow_rank_and_the_kicked_hear_no_more() {
         json!({"op": "kick", "room": "lobby", "user": "cy", "reason": "spam"}),
     );
     assert_ok(&r);
-    let kicked =
-        json!({"event": "kicked", "room": "lobby", "user": "cy", "by": "bob", "reason": "spam"});
+    let kicked = json!({"event": "kicked", "room": "lobby", "user": "cy", "by": "bob", "reason": "spam", "banned": false});
     assert_eq!(ada.expect_event("kicked"), kicked);
     assert_eq!(cy.expect_event("kicked"), kicked);
     assert_eq!(
@@ -234,7 +233,9 @@ fn a_banned_user_cannot_join_until_unbanned() {
         &mut ada,
         json!({"op": "ban", "room": "lobby", "user": "cy"}),
     ));
-    assert_eq!(cy.expect_event("kicked")["reason"], Value::Null);
+    let kicked = cy.expect_event("kicked");
+    assert_eq!(kicked["reason"], Value::Null);
+    assert_eq!(kicked["banned"], true, "a ban says so: {kicked}");
     assert_eq!(bob.expect_event("kicked")["user"], "cy");
     let r = req(&mut cy, json!({"op": "join", "room": "lobby"}));
     assert_err(&r, "banned");

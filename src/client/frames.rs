@@ -130,6 +130,9 @@ pub enum Event {
         /// Why, if the remover said.
         #[serde(default)]
         reason: Option<String>,
+        /// Removed by a ban (kept out until unbanned), not a kick.
+        #[serde(default)]
+        banned: bool,
     },
     /// This user was invited to a room (protocol 2), and may now join it once even if
     /// it is invite-only. Kept for the user while offline, like a DM.

@@ -463,7 +463,8 @@ mod tests {
                 room: "r".into(),
                 user: "bob".into(),
                 by: "ada".into(),
-                reason: None
+                reason: None,
+                banned: false
             }
         );
         let role = json!({"event": "role", "room": "r", "user": "bob", "role": "op", "by": "ada"});

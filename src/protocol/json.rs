@@ -194,6 +194,8 @@ pub(crate) struct KickedEvent<'a> {
     pub(crate) user: &'a str,
     pub(crate) by: &'a str,
     pub(crate) reason: Option<&'a str>,
+    /// Removed by a `ban` (kept out), not a `kick`.
+    pub(crate) banned: bool,
 }
 
 /// An `invited` or `room_deleted` event's fields.

@@ -192,7 +192,7 @@ impl Chat {
         let role = member_role(&state, &user.name, &room.name)?;
         not_oneself(&me.name, &user.name, "kick")?;
         outranks(standing, role, "kick")?;
-        let ejected = eject(&room, &mut state, &user, &me.name, reason, conn);
+        let ejected = eject(&room, &mut state, &user, &me.name, reason, false, conn);
         let ok = Reply::ok(id)
             .field("room", &room.name)
             .field("user", &user.name)
@@ -234,7 +234,7 @@ impl Chat {
         let former = state.access.bans.insert(user.name.clone(), ban.clone());
         let ejected = state
             .is_member(&user.name)
-            .then(|| eject(&room, &mut state, &user, &me.name, reason, conn));
+            .then(|| eject(&room, &mut state, &user, &me.name, reason, true, conn));
         let ok = Reply::ok(id)
             .field("room", &room.name)
             .field("user", &user.name)
@@ -433,6 +433,7 @@ fn eject(
     user: &Arc<User>,
     by: &str,
     reason: Option<&str>,
+    banned: bool,
     conn: &Peer,
 ) -> Ejection {
     let Some((member, heir)) = state.remove_member(&user.name) else {
@@ -448,6 +449,7 @@ fn eject(
                     user: &user.name,
                     by,
                     reason,
+                    banned,
                 },
             ),
             v1: Some(protocol::event(

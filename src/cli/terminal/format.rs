@@ -36,7 +36,11 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             user,
             by,
             reason,
-        } => format!("{at} [{room}] * {by} removed {user}{}", because(reason)),
+            banned,
+        } => {
+            let did = if *banned { "banned" } else { "removed" };
+            format!("{at} [{room}] * {by} {did} {user}{}", because(reason))
+        }
         Event::Invited { room, by } => {
             format!("{at} * {by} invited you to {room}: /join {room} to enter")
         }
@@ -228,9 +232,20 @@ mod tests {
                 room: "lobby".into(),
                 user: "bob".into(),
                 by: "ada".into(),
-                reason: Some("spam".into())
+                reason: Some("spam".into()),
+                banned: false
             }),
             "00:00:59 [lobby] * ada removed bob (spam)"
+        );
+        assert_eq!(
+            shown(Event::Kicked {
+                room: "lobby".into(),
+                user: "bob".into(),
+                by: "ada".into(),
+                reason: None,
+                banned: true
+            }),
+            "00:00:59 [lobby] * ada banned bob"
         );
         assert_eq!(
             shown(Event::Invited {
