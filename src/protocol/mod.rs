@@ -4,6 +4,7 @@
 //! into a typed [`request::Request`]; `json` encodes answers and events. Nothing here knows
 //! about sockets or chat state: the chat layer calls it, the transport never does.
 
+pub(crate) mod edits;
 pub(crate) mod framing;
 pub(crate) mod json;
 pub(crate) mod request;

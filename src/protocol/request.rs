@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
+use crate::protocol::edits::{self, ChangeOp, MessageRef};
 
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
@@ -117,6 +118,21 @@ pub(crate) enum Request<'a> {
     },
     DeleteAccount {
         password: Cow<'a, str>,
+    },
+    /// `edit {room|with, seq, text}`.
+    Edit {
+        target: MessageRef<'a>,
+        text: Cow<'a, str>,
+    },
+    /// `delete {room|with, seq}`.
+    Delete {
+        target: MessageRef<'a>,
+    },
+    /// `react` (`on`) or `unreact` `{room|with, seq, emoji}`.
+    React {
+        target: MessageRef<'a>,
+        emoji: Cow<'a, str>,
+        on: bool,
     },
     DmHistory {
         with: Cow<'a, str>,
@@ -393,11 +409,15 @@ pub(crate) enum OpKind {
     Block,
     Unblock,
     Blocks,
+    Edit,
+    Delete,
+    React,
+    Unreact,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 33] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 37] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -431,6 +451,10 @@ impl OpKind {
         ("block", OpKind::Block),
         ("unblock", OpKind::Unblock),
         ("blocks", OpKind::Blocks),
+        ("edit", OpKind::Edit),
+        ("delete", OpKind::Delete),
+        ("react", OpKind::React),
+        ("unreact", OpKind::Unreact),
     ];
 }
 
@@ -614,10 +638,38 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
             on: kind == OpKind::Block,
         },
         OpKind::Blocks => Request::Blocks,
+        OpKind::Edit => change(head, ChangeOp::Edit)?,
+        OpKind::Delete => change(head, ChangeOp::Delete)?,
+        OpKind::React => change(head, ChangeOp::React)?,
+        OpKind::Unreact => change(head, ChangeOp::Unreact)?,
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };
     Ok(request)
+}
+
+/// `edit`, `delete`, `react` or `unreact` (see `edits::parse`).
+fn change<'a>(head: &Head<'a>, op: ChangeOp) -> Result<Request<'a>, Fault<'a>> {
+    let f = edits::parse(head.text, op).map_err(|e| {
+        fault(
+            head.id,
+            ErrorCode::BadRequest,
+            format!("bad `{}` request: {e}", head.op),
+        )
+    })?;
+    let target = f.target;
+    Ok(match op {
+        ChangeOp::Edit => Request::Edit {
+            target,
+            text: f.text,
+        },
+        ChangeOp::Delete => Request::Delete { target },
+        ChangeOp::React | ChangeOp::Unreact => Request::React {
+            target,
+            emoji: f.emoji,
+            on: op == ChangeOp::React,
+        },
+    })
 }
 
 /// The op's fields as `T`; a frame that does not fit is `bad_request`.

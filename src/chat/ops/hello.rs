@@ -24,6 +24,8 @@ const FEATURES: &[&str] = &[
     "dm_history",
     "replies",
     "blocking",
+    "edits",
+    "reactions",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`
