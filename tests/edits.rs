@@ -336,3 +336,71 @@ fn changes_survive_a_restart_and_show_from_memory_and_the_store_alike() {
         "no_such_message",
     );
 }
+
+#[test]
+fn the_client_edits_deletes_and_reacts_with_typed_events_and_history() {
+    use parlor::client::{Event, HistoryQuery, Place};
+    let (_server, addr) = start_chat();
+    let connect = |name: &str| {
+        let mut client = parlor::Client::connect(addr).expect("connect");
+        client.hello(2).expect("hello");
+        client.signup(name, PASSWORD).expect("signup");
+        client.login(name, PASSWORD).expect("login");
+        client
+    };
+    let mut ada = connect("ada");
+    let mut bob = connect("bob");
+    ada.create("lobby", None).unwrap();
+    bob.join("lobby").unwrap();
+    let seq = ada.send("lobby", "helo").unwrap().seq;
+    let news = |client: &mut parlor::Client| loop {
+        match client.next_event(TIMEOUT).expect("an event") {
+            Some(Event::Joined { .. } | Event::Message(_) | Event::DirectMessage(_)) => {}
+            Some(event) => return event,
+            None => panic!("no event"),
+        }
+    };
+    ada.edit(Place::Room("lobby"), seq, "hello").unwrap();
+    match news(&mut bob) {
+        Event::Edited {
+            room,
+            seq: s,
+            text,
+            by,
+            ..
+        } => {
+            assert_eq!(
+                (room.as_deref(), s, text.as_str(), by.as_str()),
+                (Some("lobby"), seq, "hello", "ada")
+            );
+        }
+        other => panic!("expected edited, got {other:?}"),
+    }
+    bob.react(Place::Room("lobby"), seq, "+1").unwrap();
+    assert!(matches!(
+        news(&mut ada),
+        Event::Reaction { added: true, .. }
+    ));
+    let shown = &bob.history("lobby", HistoryQuery::default()).unwrap()[0];
+    assert_eq!(shown.text, "hello");
+    assert!(shown.changes.edited_ts.is_some());
+    assert_eq!(shown.changes.reactions["+1"], vec!["bob".to_owned()]);
+    let err = bob.edit(Place::Room("lobby"), seq, "mine").unwrap_err();
+    assert_eq!(err.code(), Some(&parlor::ErrorCode::Forbidden), "{err:?}");
+    let dm = ada
+        .dm_with("bob", "psst", &Default::default())
+        .unwrap()
+        .seq
+        .expect("a seq");
+    ada.delete(Place::With("bob"), dm).unwrap();
+    match news(&mut bob) {
+        Event::Deleted {
+            with, seq: s, by, ..
+        } => {
+            assert_eq!((with.as_deref(), s, by.as_str()), (Some("ada"), dm, "ada"));
+        }
+        other => panic!("expected deleted, got {other:?}"),
+    }
+    let stub = &bob.dm_history("ada", HistoryQuery::default()).unwrap()[0];
+    assert!(stub.changes.deleted && stub.text.is_empty(), "{stub:?}");
+}

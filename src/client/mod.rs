@@ -60,6 +60,7 @@
 //! ```
 
 mod accounts;
+mod edits;
 mod error;
 mod frames;
 mod ops;
@@ -80,7 +81,7 @@ pub use error::ClientError;
 use frames::KNOWN_EVENTS;
 pub use frames::{
     Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
-    Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
+    Limits, Message, MessageChanges, Place, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
@@ -441,6 +442,7 @@ mod tests {
                 ts: 9,
                 text: "psst".into(),
                 reply_to: Some(1),
+                changes: Default::default(),
             })
         );
     }

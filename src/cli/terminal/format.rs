@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::client::{DirectMessage, Event, Message, Role};
+use crate::client::{DirectMessage, Event, Message, MessageChanges, Role};
 
 /// Renders a server event as one line: local time, `[room]` (or `[dm]`), sender and
 /// text, or what happened in words. Events that carry no `ts` are stamped with `now`.
@@ -41,9 +41,62 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             format!("{at} * {by} invited you to {room}: /join {room} to enter")
         }
         Event::RoomDeleted { room, by } => format!("{at} [{room}] * {by} deleted the room"),
+        Event::Edited {
+            room,
+            with,
+            seq,
+            text,
+            by,
+            ..
+        } => format!("{at} {} * {by} edited #{seq}: {text}", place(room, with)),
+        Event::Deleted {
+            room,
+            with,
+            seq,
+            by,
+        } => format!("{at} {} * {by} deleted #{seq}", place(room, with)),
+        Event::Reaction {
+            room,
+            with,
+            seq,
+            emoji,
+            user,
+            added,
+        } => {
+            let did = if *added { "reacted" } else { "took back" };
+            format!(
+                "{at} {} * {user} {did} {emoji} on #{seq}",
+                place(room, with)
+            )
+        }
         Event::Other(frame) => format!("{at} * event {frame}"),
     };
     printable(&line)
+}
+
+/// `[room]`, or `[dm USER]` for an event about a DM conversation.
+fn place(room: &Option<String>, with: &Option<String>) -> String {
+    match (room, with) {
+        (Some(room), _) => format!("[{room}]"),
+        (None, Some(with)) => format!("[dm {with}]"),
+        (None, None) => "[?]".to_owned(),
+    }
+}
+
+/// A message's text as shown: `[deleted]`, or the text with ` (edited)` and its
+/// reactions (` [👍 ada bob]`).
+fn shown_text(text: &str, changes: &MessageChanges) -> String {
+    if changes.deleted {
+        return "[deleted]".to_owned();
+    }
+    let mut shown = text.to_owned();
+    if changes.edited_ts.is_some() {
+        shown.push_str(" (edited)");
+    }
+    for (emoji, users) in &changes.reactions {
+        shown.push_str(&format!(" [{emoji} {}]", users.join(" ")));
+    }
+    shown
 }
 
 /// What a role change made of a member, in words.
@@ -71,7 +124,7 @@ pub fn format_message(message: &Message, zone: &TimeZone) -> String {
         message.room,
         message.from,
         reply_mark(message.reply_to),
-        message.text
+        shown_text(&message.text, &message.changes)
     ))
 }
 
@@ -88,7 +141,7 @@ pub fn format_dm(dm: &DirectMessage, zone: &TimeZone) -> String {
         clock_ms(dm.ts, zone),
         dm.from,
         reply_mark(dm.reply_to),
-        dm.text
+        shown_text(&dm.text, &dm.changes)
     ))
 }
 
@@ -149,6 +202,7 @@ mod tests {
             seq: 3,
             ts: TS,
             reply_to: None,
+            changes: Default::default(),
         });
         assert_eq!(
             format_event(&message, now(), &zone),
@@ -221,6 +275,28 @@ mod tests {
             "00:00:59 [lobby] * ada removed bob (spam)"
         );
         assert_eq!(
+            shown(Event::Edited {
+                room: None,
+                with: Some("bob".into()),
+                seq: 3,
+                text: "fixed".into(),
+                edited_ts: TS,
+                by: "bob".into()
+            }),
+            "00:00:59 [dm bob] * bob edited #3: fixed"
+        );
+        assert_eq!(
+            shown(Event::Reaction {
+                room: Some("lobby".into()),
+                with: None,
+                seq: 3,
+                emoji: "+1".into(),
+                user: "ada".into(),
+                added: false
+            }),
+            "00:00:59 [lobby] * ada took back +1 on #3"
+        );
+        assert_eq!(
             shown(Event::Invited {
                 room: "den".into(),
                 by: "ada".into()
@@ -242,10 +318,26 @@ mod tests {
             ts: TS,
             text: "psst".into(),
             reply_to: Some(2),
+            changes: Default::default(),
         };
         assert_eq!(
             shown(Event::DirectMessage(dm.clone())),
             "01:02:03 [dm] bob (re #2): psst"
+        );
+        let mut changed = dm.clone();
+        changed.changes.edited_ts = Some(TS);
+        changed
+            .changes
+            .reactions
+            .insert("+1".into(), vec!["ada".into()]);
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): psst (edited) [+1 ada]"
+        );
+        changed.changes.deleted = true;
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): [deleted]"
         );
         let own = DirectMessage {
             from: "ada".into(),
@@ -286,6 +378,7 @@ mod tests {
             seq: 1,
             ts: TS,
             reply_to: None,
+            changes: Default::default(),
         };
         assert_eq!(
             format_message(&message, &TimeZone::UTC),
