@@ -116,15 +116,17 @@ fn because(reason: &Option<String>) -> String {
     }
 }
 
-/// Renders a room message (live or from `history`) as one line, like [`format_event`].
+/// Renders a room message (live or from `history`) as one line, like [`format_event`],
+/// ending in its `#SEQ` (what `/reply`, `/edit`, `/delete` and `/react` name).
 pub fn format_message(message: &Message, zone: &TimeZone) -> String {
     printable(&format!(
-        "{} [{}] {}{}: {}",
+        "{} [{}] {}{}: {}  #{}",
         clock_ms(message.ts, zone),
         message.room,
         message.from,
         reply_mark(message.reply_to),
-        shown_text(&message.text, &message.changes)
+        shown_text(&message.text, &message.changes),
+        message.seq
     ))
 }
 
@@ -137,11 +139,12 @@ pub fn format_dm(dm: &DirectMessage, zone: &TimeZone) -> String {
         format!(" to {}", dm.to)
     };
     printable(&format!(
-        "{} [dm{direction}] {}{}: {}",
+        "{} [dm{direction}] {}{}: {}  #{}",
         clock_ms(dm.ts, zone),
         dm.from,
         reply_mark(dm.reply_to),
-        shown_text(&dm.text, &dm.changes)
+        shown_text(&dm.text, &dm.changes),
+        dm.seq
     ))
 }
 
@@ -206,7 +209,7 @@ mod tests {
         });
         assert_eq!(
             format_event(&message, now(), &zone),
-            "01:02:03 [lobby] bob: hi ada"
+            "01:02:03 [lobby] bob: hi ada  #3"
         );
         let dm = Event::Dm {
             from: "bob".into(),
@@ -275,28 +278,6 @@ mod tests {
             "00:00:59 [lobby] * ada removed bob (spam)"
         );
         assert_eq!(
-            shown(Event::Edited {
-                room: None,
-                with: Some("bob".into()),
-                seq: 3,
-                text: "fixed".into(),
-                edited_ts: TS,
-                by: "bob".into()
-            }),
-            "00:00:59 [dm bob] * bob edited #3: fixed"
-        );
-        assert_eq!(
-            shown(Event::Reaction {
-                room: Some("lobby".into()),
-                with: None,
-                seq: 3,
-                emoji: "+1".into(),
-                user: "ada".into(),
-                added: false
-            }),
-            "00:00:59 [lobby] * ada took back +1 on #3"
-        );
-        assert_eq!(
             shown(Event::Invited {
                 room: "den".into(),
                 by: "ada".into()
@@ -322,22 +303,7 @@ mod tests {
         };
         assert_eq!(
             shown(Event::DirectMessage(dm.clone())),
-            "01:02:03 [dm] bob (re #2): psst"
-        );
-        let mut changed = dm.clone();
-        changed.changes.edited_ts = Some(TS);
-        changed
-            .changes
-            .reactions
-            .insert("+1".into(), vec!["ada".into()]);
-        assert_eq!(
-            format_dm(&changed, &TimeZone::UTC),
-            "01:02:03 [dm] bob (re #2): psst (edited) [+1 ada]"
-        );
-        changed.changes.deleted = true;
-        assert_eq!(
-            format_dm(&changed, &TimeZone::UTC),
-            "01:02:03 [dm] bob (re #2): [deleted]"
+            "01:02:03 [dm] bob (re #2): psst  #4"
         );
         let own = DirectMessage {
             from: "ada".into(),
@@ -346,7 +312,7 @@ mod tests {
             reply_to: None,
             ..dm
         };
-        assert_eq!(format_dm(&own, &zone), "01:02:03 [dm to bob] ada: psst");
+        assert_eq!(format_dm(&own, &zone), "01:02:03 [dm to bob] ada: psst  #4");
     }
 
     #[test]
@@ -370,6 +336,58 @@ mod tests {
     }
 
     #[test]
+    fn edits_deletes_and_reactions_read_as_words() {
+        let zone = TimeZone::UTC;
+        let shown = |event: Event| format_event(&event, now(), &zone);
+        assert_eq!(
+            shown(Event::Edited {
+                room: None,
+                with: Some("bob".into()),
+                seq: 3,
+                text: "fixed".into(),
+                edited_ts: TS,
+                by: "bob".into()
+            }),
+            "00:00:59 [dm bob] * bob edited #3: fixed"
+        );
+        assert_eq!(
+            shown(Event::Reaction {
+                room: Some("lobby".into()),
+                with: None,
+                seq: 3,
+                emoji: "+1".into(),
+                user: "ada".into(),
+                added: false
+            }),
+            "00:00:59 [lobby] * ada took back +1 on #3"
+        );
+        let mut changed = DirectMessage {
+            from: "bob".into(),
+            to: "ada".into(),
+            with: "bob".into(),
+            seq: 4,
+            ts: TS,
+            text: "psst".into(),
+            reply_to: Some(2),
+            changes: Default::default(),
+        };
+        changed.changes.edited_ts = Some(TS);
+        changed
+            .changes
+            .reactions
+            .insert("+1".into(), vec!["ada".into()]);
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): psst (edited) [+1 ada]  #4"
+        );
+        changed.changes.deleted = true;
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): [deleted]  #4"
+        );
+    }
+
+    #[test]
     fn control_characters_cannot_reach_the_terminal() {
         let message = Message {
             room: "lobby".into(),
@@ -382,7 +400,7 @@ mod tests {
         };
         assert_eq!(
             format_message(&message, &TimeZone::UTC),
-            r"01:02:03 [lobby] mallory: two\nlines \u{1b}[2J\tend"
+            r"01:02:03 [lobby] mallory: two\nlines \u{1b}[2J\tend  #1"
         );
     }
 }

@@ -19,6 +19,7 @@
 mod account;
 mod chat;
 mod command;
+mod edits;
 mod error;
 mod format;
 mod moderation;
@@ -111,6 +112,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
             last_sent: Instant::now(),
         },
         room: None,
+        with: None,
         seen: 0,
         keyboard,
         screen,
