@@ -404,3 +404,65 @@ fn the_client_edits_deletes_and_reacts_with_typed_events_and_history() {
     let stub = &bob.dm_history("ada", HistoryQuery::default()).unwrap()[0];
     assert!(stub.changes.deleted && stub.text.is_empty(), "{stub:?}");
 }
+
+/// The `parlor` binary serving `dir`, and its address once it listens.
+#[cfg(feature = "cli")]
+fn serve_dir(dir: &DataDir) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--bcrypt-cost",
+            "4",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the parlor binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Drained to the end, so the server never blocks on it.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on ") {
+                let addr = line[i + "listening on ".len()..]
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned);
+                let _ = tx.send(addr.unwrap_or_default());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(TIMEOUT).expect("the binary listens");
+    (child, addr.parse().expect("an address"))
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn acknowledged_changes_survive_kill_9() {
+    let dir = DataDir::new("edits-kill");
+    let (mut child, addr) = serve_dir(&dir);
+    let (mut ada, mut bob, _cy) = lobby(addr);
+    ada.say("lobby", "draft");
+    ada.say("lobby", "oops");
+    assert_ok(&ada.request(json!({"op": "edit", "room": "lobby", "seq": 1, "text": "final"})));
+    assert_ok(&ada.request(json!({"op": "delete", "room": "lobby", "seq": 2})));
+    assert_ok(&bob.request(json!({"op": "react", "room": "lobby", "seq": 1, "emoji": "ok"})));
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    let (mut child, addr) = serve_dir(&dir);
+    let mut ada = second2(addr, "ada");
+    let all = history(&mut ada, "lobby");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(all[0]["text"], "final", "{all:?}");
+    assert_eq!(all[0]["reactions"], json!({"ok": ["bob"]}), "{all:?}");
+    assert_eq!(all[1]["deleted"], true, "{all:?}");
+}
