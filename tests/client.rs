@@ -236,6 +236,7 @@ fn messages_events_and_history() {
             seq: 1,
             ts: first.ts,
             reply_to: None,
+            changes: Default::default(),
         })
     );
     // The sending connection gets no copy of its own message.

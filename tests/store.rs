@@ -395,6 +395,7 @@ fn restart_keeps_everything(how: Stop, test: &str) {
             seq: ack.seq,
             ts: ack.ts,
             reply_to: None,
+            changes: Default::default(),
         });
     }
     let dm1 = ada.dm("bob", "while you were out").unwrap();

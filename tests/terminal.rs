@@ -673,3 +673,43 @@ fn forward(mut from: TcpStream, mut to: TcpStream, muted: Arc<AtomicBool>) {
         let _ = from.shutdown(Shutdown::Both);
     });
 }
+
+#[test]
+fn conversations_replies_edits_deletes_and_reactions_from_the_terminal() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.expect("logged in as ada");
+    let mut bob = Chatter::start(addr, "bob", "battery staple", &["--signup"]);
+    bob.expect("logged in as bob");
+    ada.type_line("/dm bob");
+    ada.expect("no messages with bob yet");
+    ada.expect("conversation with bob");
+    ada.type_line("are you there?");
+    bob.expect("[dm] ada: are you there?  #1");
+    bob.type_line("/dm ada");
+    bob.expect("ada: are you there?  #1");
+    bob.type_line("/reply 1 I am");
+    ada.expect("[dm] bob (re #1): I am  #2");
+    ada.type_line("/edit 1 still there?");
+    bob.expect("[dm ada] * ada edited #1: still there?");
+    bob.type_line("/react 1 +1");
+    ada.expect("[dm bob] * bob reacted +1 on #1");
+    bob.type_line("/edit 1 not mine");
+    bob.expect("forbidden");
+    ada.type_line("/delete 2");
+    ada.expect("forbidden");
+    bob.type_line("/delete 2");
+    ada.expect("[dm bob] * bob deleted #2");
+    ada.type_line("/history");
+    ada.expect("ada: still there? (edited) [+1 bob]  #1");
+    ada.expect("bob: [deleted]  #2");
+    ada.type_line("/create r");
+    ada.expect("created r");
+    ada.type_line("in the room");
+    ada.type_line("/history");
+    ada.expect("[r] ada: in the room  #1");
+    bob.type_line("/quit");
+    bob.exit_ok();
+    ada.close_stdin();
+    ada.exit_ok();
+}

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::chat::budget;
+use crate::chat::{budget, room};
 use crate::protocol::json::{self as protocol, DmEvent2};
 use crate::protocol::request::HistoryQuery;
-use crate::store::DmRow;
+use crate::store::{Changes, DmRow};
 
 /// A conversation. Its state sits behind its own lock: assigning a seq and handing
 /// the DM on to the store happen under it, so DMs commit in seq order.
@@ -101,6 +101,31 @@ impl ConvState {
         self.recent.push_back(row);
     }
 
+    /// Committed DM `seq`, if memory holds it; `Err(true)` if the store may (it is
+    /// older than memory reaches), `Err(false)` if there is no such DM.
+    pub(crate) fn row(&self, seq: u64) -> Result<&DmRow, bool> {
+        if seq == 0 || seq > self.committed_seq {
+            return Err(false);
+        }
+        if seq < self.memory_from {
+            return Err(true);
+        }
+        let at = self.recent.partition_point(|row| row.seq < seq);
+        self.recent
+            .get(at)
+            .filter(|row| row.seq == seq)
+            .ok_or(false)
+    }
+
+    /// Shows `changes` for DM `seq` from now on, if memory holds it.
+    pub(crate) fn set_changes(&mut self, seq: u64, text: &str, changes: &Changes) {
+        let at = self.recent.partition_point(|row| row.seq < seq);
+        if let Some(row) = self.recent.get_mut(at).filter(|row| row.seq == seq) {
+            text.clone_into(&mut row.text);
+            row.changes = changes.clone();
+        }
+    }
+
     /// The newest DM `side` sees: (seq, ts), (0, 0) if none.
     pub(crate) fn last_seen(&self, side: usize) -> (u64, u64) {
         self.last_seen[side]
@@ -113,10 +138,16 @@ impl ConvState {
         (seqs.len() - seqs.partition_point(|&seq| seq <= marker)) as u64
     }
 
-    /// The DMs a `dm_history` query of `viewer` selects, if memory holds them all
-    /// (no more than `budget` bytes, as `history` does); otherwise the range to read
-    /// from the store.
-    pub(crate) fn history(&self, viewer: &str, query: HistoryQuery, budget: usize) -> DmSource {
+    /// The DMs a `dm_history` query of `viewer` (on a connection speaking
+    /// `protocol`) selects, if memory holds them all (no more than `budget` bytes, as
+    /// `history` does); otherwise the range to read from the store.
+    pub(crate) fn history(
+        &self,
+        viewer: &str,
+        query: HistoryQuery,
+        budget: usize,
+        protocol: u8,
+    ) -> DmSource {
         let below = query
             .before
             .map_or(self.committed_seq + 1, |b| b.min(self.committed_seq + 1));
@@ -137,13 +168,16 @@ impl ConvState {
                 return store;
             }
             let rows = range.filter(seen).take(query.limit);
-            return DmSource::Memory(cap(rows.map(|row| encode(viewer, row)), budget));
+            return DmSource::Memory(cap(rows.map(|row| encode(viewer, row, protocol)), budget));
         }
         let rows: Vec<&DmRow> = range.rev().filter(seen).take(query.limit).collect();
         if rows.len() < query.limit && lo < self.memory_from {
             return store;
         }
-        let mut newest_first = cap(rows.into_iter().map(|row| encode(viewer, row)), budget);
+        let mut newest_first = cap(
+            rows.into_iter().map(|row| encode(viewer, row, protocol)),
+            budget,
+        );
         newest_first.reverse();
         DmSource::Memory(newest_first)
     }
@@ -158,25 +192,33 @@ pub(crate) fn sees(viewer: &str, row: &DmRow) -> bool {
     !row.hidden || row.from == viewer
 }
 
-/// A DM as the protocol-2 `dm` event `viewer` gets (`with`: the other party).
-pub(crate) fn encode(viewer: &str, row: &DmRow) -> Bytes {
-    let with = if row.from == viewer {
-        &row.to
-    } else {
-        &row.from
-    };
+/// A DM as the protocol-2 `dm` event `viewer` gets (`with`: the other party), with
+/// its edits and reactions; deleted, as `history` shows a deleted message to a
+/// connection speaking `protocol` (see `room::shown`).
+pub(crate) fn encode(viewer: &str, row: &DmRow, protocol: u8) -> Bytes {
+    let (text, changes) = room::shown(&row.text, &row.changes, protocol);
     protocol::event(
         "dm",
         &DmEvent2 {
             from: &row.from,
             to: &row.to,
-            with,
+            with: other(viewer, row),
             seq: row.seq,
             ts: row.ts,
-            text: &row.text,
-            reply_to: row.reply_to,
+            text,
+            reply_to: row.reply_to.filter(|_| !row.changes.deleted),
+            changes,
         },
     )
+}
+
+/// The other party of `row` as `viewer` sees it (oneself in a DM to oneself).
+pub(crate) fn other<'a>(viewer: &str, row: &'a DmRow) -> &'a str {
+    if row.from == viewer {
+        &row.to
+    } else {
+        &row.from
+    }
 }
 
 /// Every conversation, by each of its users and the other.

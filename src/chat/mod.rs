@@ -235,11 +235,6 @@ impl Chat {
             if let Some(creator) = self.accounts.user(&row.creator) {
                 creator.rooms_created.fetch_add(1, Ordering::Relaxed);
             }
-            let recent = row
-                .recent
-                .iter()
-                .map(|m| (m.seq, room::encode_message(&row.name, m)))
-                .collect();
             let last_ts = row.recent.last().map_or(0, |m| m.ts);
             let access = Access::restore(&mut row, &self.kept_invites);
             let room = Room::new(
@@ -247,7 +242,7 @@ impl Chat {
                 row.topic,
                 row.last_seq,
                 last_ts,
-                recent,
+                &row.recent,
                 self.history_cap,
             );
             {
@@ -295,7 +290,7 @@ impl Chat {
                         ts: row.ts,
                     },
                 );
-                let v2 = conversation::encode(&row.to, &row);
+                let v2 = conversation::encode(&row.to, &row, 2);
                 user.inbox.lock().push_back(KeptDm { v1, v2 });
             }
         }

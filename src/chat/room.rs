@@ -12,9 +12,9 @@ use crate::chat::access::Access;
 use crate::chat::accounts::User;
 use crate::chat::budget;
 use crate::chat::{Chat, Peer};
-use crate::protocol::json::{self as protocol, MessageEvent};
+use crate::protocol::json::{self as protocol, ChangesFields, MessageEvent};
 use crate::protocol::request::HistoryQuery;
-use crate::store::MessageRow;
+use crate::store::{Changes, MessageRow};
 use crate::transport::service::Flusher;
 
 /// A room. Its state sits behind its own lock, so rooms never contend with each other.
@@ -207,9 +207,9 @@ pub(crate) struct RoomState {
     /// `history` shows nothing newer, so nobody reads what a crash could take back.
     committed_seq: u64,
     last_ts: u64,
-    /// The newest committed messages (seq, encoded `message` event), oldest first:
-    /// a message enters at its commit, so a failed one never shows.
-    history: VecDeque<(u64, Bytes)>,
+    /// The newest committed messages, oldest first: a message enters at its commit,
+    /// so a failed one never shows.
+    history: VecDeque<Kept>,
     history_cap: usize,
     /// Invite-only, bans, invitations (protocol 2).
     pub(crate) access: Access,
@@ -219,16 +219,17 @@ pub(crate) struct RoomState {
 }
 
 impl Room {
-    /// A room as stored: `recent` holds its newest messages (seq, event), oldest
-    /// first; `last_ts` is the newest message's time, so time never goes back.
+    /// A room as stored: `recent` holds its newest messages, oldest first;
+    /// `last_ts` is the newest message's time, so time never goes back.
     pub(crate) fn new(
         name: &str,
         topic: String,
         last_seq: u64,
         last_ts: u64,
-        recent: Vec<(u64, Bytes)>,
+        recent: &[MessageRow],
         history_cap: usize,
     ) -> Room {
+        let recent = recent.iter().map(|row| Kept::new(name, row)).collect();
         Room {
             name: name.to_owned(),
             state: Mutex::new(RoomState {
@@ -237,7 +238,7 @@ impl Room {
                 last_seq,
                 committed_seq: last_seq,
                 last_ts,
-                history: recent.into(),
+                history: recent,
                 history_cap,
                 access: Access::default(),
                 first_seq: 1,
@@ -245,6 +246,51 @@ impl Room {
             lane: Mutex::new(Lane::default()),
         }
     }
+}
+
+/// A message as `history` shows it: its `message` event as protocol 2 has it and,
+/// for a deleted message only, as protocol 1 has it (the text `"[deleted]"`). An
+/// unchanged message is encoded once, and both versions share that frame.
+pub(crate) struct Kept {
+    seq: u64,
+    frame: Bytes,
+    v1: Option<Bytes>,
+}
+
+impl Kept {
+    fn new(room: &str, row: &MessageRow) -> Kept {
+        Kept {
+            seq: row.seq,
+            frame: encode_message(room, row, 2),
+            v1: row.changes.deleted.then(|| encode_message(room, row, 1)),
+        }
+    }
+
+    fn for_protocol(&self, protocol: u8) -> &Bytes {
+        match &self.v1 {
+            Some(v1) if protocol < 2 => v1,
+            _ => &self.frame,
+        }
+    }
+}
+
+/// The fields a kept frame is read back from when the message changes: changes are
+/// rare, so the history keeps frames rather than rows.
+#[derive(serde::Deserialize)]
+struct KeptFields {
+    from: String,
+    #[serde(default)]
+    text: String,
+    seq: u64,
+    ts: u64,
+    #[serde(default)]
+    reply_to: Option<u64>,
+    #[serde(default)]
+    edited_ts: Option<u64>,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    reactions: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// Where a `history` query must be answered from.
@@ -323,7 +369,59 @@ impl RoomState {
         if self.history.len() == self.history_cap {
             self.history.pop_front();
         }
-        self.history.push_back((seq, frame.clone()));
+        self.history.push_back(Kept {
+            seq,
+            frame: frame.clone(),
+            v1: None,
+        });
+    }
+
+    /// The newest seq `history` may show (committed).
+    pub(crate) fn committed_seq(&self) -> u64 {
+        self.committed_seq
+    }
+
+    /// Whether memory holds every committed message from `seq` on (older ones are
+    /// the store's).
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        self.history.front().is_some_and(|kept| kept.seq <= seq)
+    }
+
+    /// Committed message `seq` as memory holds it, if it does.
+    pub(crate) fn message(&self, seq: u64) -> Option<MessageRow> {
+        let kept = self.kept(seq)?;
+        let f: KeptFields = match serde_json::from_slice(&kept.frame) {
+            Ok(fields) => fields,
+            Err(e) => {
+                log::error!("room {seq}: a kept message does not read back: {e}");
+                return None;
+            }
+        };
+        Some(MessageRow {
+            seq: f.seq,
+            from: f.from,
+            text: f.text,
+            ts: f.ts,
+            reply_to: f.reply_to,
+            changes: Changes {
+                edited_ts: f.edited_ts,
+                deleted: f.deleted,
+                reactions: f.reactions,
+            },
+        })
+    }
+
+    /// Shows `row` as `history` shows its seq from now on, if memory holds it.
+    pub(crate) fn set_message(&mut self, room: &str, row: &MessageRow) {
+        let at = self.history.partition_point(|kept| kept.seq < row.seq);
+        if let Some(kept) = self.history.get_mut(at).filter(|k| k.seq == row.seq) {
+            *kept = Kept::new(room, row);
+        }
+    }
+
+    fn kept(&self, seq: u64) -> Option<&Kept> {
+        let at = self.history.partition_point(|kept| kept.seq < seq);
+        self.history.get(at).filter(|kept| kept.seq == seq)
     }
 
     /// Queues message `seq` to every member who joined before it, except the
@@ -361,10 +459,11 @@ impl RoomState {
             &MessageEvent {
                 room,
                 from,
-                text,
+                text: Some(text),
                 seq: self.last_seq,
                 ts: self.last_ts,
                 reply_to,
+                changes: ChangesFields::default(),
             },
         );
         (self.last_seq, self.last_ts, event)
@@ -389,10 +488,15 @@ impl RoomState {
         }
     }
 
-    /// The events a `history` query selects, oldest first, if memory holds them all
-    /// (no more than `budget` bytes of them, see `cap`); otherwise the range to read
-    /// from the store.
-    pub(crate) fn history(&self, query: HistoryQuery, budget: usize) -> HistorySource {
+    /// The events a `history` query selects, oldest first, as a connection speaking
+    /// `protocol` gets them, if memory holds them all (no more than `budget` bytes of
+    /// them, see `cap`); otherwise the range to read from the store.
+    pub(crate) fn history(
+        &self,
+        query: HistoryQuery,
+        budget: usize,
+        protocol: u8,
+    ) -> HistorySource {
         let newest = self.committed_seq;
         let below = query.before.map_or(newest + 1, |b| b.min(newest + 1));
         let lo = query
@@ -403,7 +507,7 @@ impl RoomState {
             return HistorySource::Memory(Vec::new());
         }
         let hi = below - 1;
-        let first = self.history.front().map_or(newest + 1, |(seq, _)| *seq);
+        let first = self.history.front().map_or(newest + 1, |kept| kept.seq);
         let needed_from = match query.after {
             Some(_) => lo,
             None => hi.saturating_sub(query.limit as u64 - 1).max(lo),
@@ -414,9 +518,12 @@ impl RoomState {
                 below,
             };
         }
-        let start = self.history.partition_point(|(seq, _)| *seq < lo);
-        let end = self.history.partition_point(|(seq, _)| *seq <= hi);
-        let selected = self.history.range(start..end).map(|(_, event)| event);
+        let start = self.history.partition_point(|kept| kept.seq < lo);
+        let end = self.history.partition_point(|kept| kept.seq <= hi);
+        let selected = self
+            .history
+            .range(start..end)
+            .map(|kept| kept.for_protocol(protocol));
         HistorySource::Memory(match query.after {
             Some(_) => cap(selected, query.limit, budget),
             None => {
@@ -428,19 +535,55 @@ impl RoomState {
     }
 }
 
-/// Encodes a stored message as the `message` event it was delivered as.
-pub(crate) fn encode_message(room: &str, row: &MessageRow) -> Bytes {
+/// Encodes a stored message as `history` shows it to a connection speaking
+/// `protocol`: its current text with `edited_ts` and `reactions`, or, deleted, a stub
+/// without text (PROTOCOL-2 section 6) that protocol 1 gets as the text `"[deleted]"`
+/// (section 1).
+pub(crate) fn encode_message(room: &str, row: &MessageRow, protocol: u8) -> Bytes {
+    let (text, changes) = shown(&row.text, &row.changes, protocol);
+    let deleted = row.changes.deleted;
     protocol::event(
         "message",
         &MessageEvent {
             room,
             from: &row.from,
-            text: &row.text,
+            text,
             seq: row.seq,
             ts: row.ts,
-            reply_to: row.reply_to,
+            reply_to: row.reply_to.filter(|_| !deleted),
+            changes,
         },
     )
+}
+
+/// What protocol 1 reads for a deleted message (PROTOCOL-2 section 1).
+pub(crate) const DELETED_TEXT: &str = "[deleted]";
+
+/// The text and change fields of a message as a connection speaking `protocol`
+/// sees them.
+pub(crate) fn shown<'a>(
+    text: &'a str,
+    changes: &'a Changes,
+    protocol: u8,
+) -> (Option<&'a str>, ChangesFields<'a>) {
+    match (changes.deleted, protocol >= 2) {
+        (true, true) => (
+            None,
+            ChangesFields {
+                deleted: true,
+                ..ChangesFields::default()
+            },
+        ),
+        (true, false) => (Some(DELETED_TEXT), ChangesFields::default()),
+        (false, _) => (
+            Some(text),
+            ChangesFields {
+                edited_ts: changes.edited_ts,
+                deleted: false,
+                reactions: (!changes.reactions.is_empty()).then_some(&changes.reactions),
+            },
+        ),
+    }
 }
 
 /// Takes events from the cursor outwards: at most `limit`, and no more than `budget`

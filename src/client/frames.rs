@@ -1,5 +1,7 @@
 //! What the server sends, typed: the events it pushes and the answers of the ops.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -10,7 +12,8 @@ pub struct Message {
     pub room: String,
     /// The sender's user name.
     pub from: String,
-    /// The text as sent.
+    /// The text as sent (as last edited, in `history`; empty once deleted).
+    #[serde(default)]
     pub text: String,
     /// Its per-room sequence number (starts at 1, never reused).
     pub seq: u64,
@@ -20,6 +23,35 @@ pub struct Message {
     /// (protocol 2: [`SendOptions::reply_to`]).
     #[serde(default)]
     pub reply_to: Option<u64>,
+    /// What happened to it since (in `history`): edits, deletion, reactions. A
+    /// deleted message has an empty `text` (protocol 1 reads `"[deleted]"`).
+    #[serde(flatten)]
+    pub changes: MessageChanges,
+}
+
+/// What `history` and `dm_history` show of a message's edits, deletion and reactions
+/// (protocol 2, features `edits` and `reactions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct MessageChanges {
+    /// When its text was last edited, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub edited_ts: Option<u64>,
+    /// Deleted: the text is gone.
+    #[serde(default)]
+    pub deleted: bool,
+    /// Who reacted, by emoji (users sorted).
+    #[serde(default)]
+    pub reactions: BTreeMap<String, Vec<String>>,
+}
+
+/// Where a message is, for [`Client::edit`](crate::Client::edit) and its kin: a
+/// room, or this user's conversation with another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// A room message.
+    Room(&'a str),
+    /// A DM of the conversation with this user.
+    With(&'a str),
 }
 
 /// A direct message as protocol 2 shows it: the `dm` event on a connection that said
@@ -40,11 +72,15 @@ pub struct DirectMessage {
     pub seq: u64,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: u64,
-    /// The text as sent.
+    /// The text as sent (as last edited; empty once deleted).
+    #[serde(default)]
     pub text: String,
     /// The seq of the message (in the same conversation) this one answers, if any.
     #[serde(default)]
     pub reply_to: Option<u64>,
+    /// What happened to it since (in `dm_history`).
+    #[serde(flatten)]
+    pub changes: MessageChanges,
 }
 
 /// A member's standing in a room (protocol 2): the creator is its `owner`, who may
@@ -150,6 +186,54 @@ pub enum Event {
         /// Its owner, or the server operator, who deleted it.
         by: String,
     },
+    /// A message was edited (protocol 2): `room` for a room message, `with` (the
+    /// other party) for a DM.
+    Edited {
+        /// The room, for a room message.
+        #[serde(default)]
+        room: Option<String>,
+        /// The other party, for a DM.
+        #[serde(default)]
+        with: Option<String>,
+        /// The message.
+        seq: u64,
+        /// Its new text.
+        text: String,
+        /// When, in milliseconds since the Unix epoch.
+        edited_ts: u64,
+        /// Who edited it (its author).
+        by: String,
+    },
+    /// A message was deleted (protocol 2).
+    Deleted {
+        /// The room, for a room message.
+        #[serde(default)]
+        room: Option<String>,
+        /// The other party, for a DM.
+        #[serde(default)]
+        with: Option<String>,
+        /// The message.
+        seq: u64,
+        /// Who deleted it: its author, an op or owner, or a server operator.
+        by: String,
+    },
+    /// Someone reacted to a message, or took a reaction back (protocol 2).
+    Reaction {
+        /// The room, for a room message.
+        #[serde(default)]
+        room: Option<String>,
+        /// The other party, for a DM.
+        #[serde(default)]
+        with: Option<String>,
+        /// The message.
+        seq: u64,
+        /// The reaction.
+        emoji: String,
+        /// Who reacted.
+        user: String,
+        /// True: added; false: taken back.
+        added: bool,
+    },
     /// A direct message to this user, or one this user sent from another connection,
     /// on a connection speaking protocol 2.
     #[serde(skip_deserializing)]
@@ -160,7 +244,7 @@ pub enum Event {
 }
 
 /// Event kinds that [`Event`] models; any other kind becomes [`Event::Other`].
-pub(super) const KNOWN_EVENTS: [&str; 10] = [
+pub(super) const KNOWN_EVENTS: [&str; 13] = [
     "message",
     "dm",
     "joined",
@@ -171,6 +255,9 @@ pub(super) const KNOWN_EVENTS: [&str; 10] = [
     "kicked",
     "invited",
     "room_deleted",
+    "edited",
+    "deleted",
+    "reaction",
 ];
 
 /// The answer to `whoami`.

@@ -61,6 +61,7 @@
 
 mod accounts;
 mod admin;
+mod edits;
 mod error;
 mod frames;
 mod ops;
@@ -82,7 +83,7 @@ pub use error::ClientError;
 use frames::KNOWN_EVENTS;
 pub use frames::{
     Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
-    Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
+    Limits, Message, MessageChanges, Place, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
@@ -443,6 +444,7 @@ mod tests {
                 ts: 9,
                 text: "psst".into(),
                 reply_to: Some(1),
+                changes: Default::default(),
             })
         );
     }

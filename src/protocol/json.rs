@@ -2,6 +2,8 @@
 //! serde_json, so whatever a name holds, the frame is valid JSON. Parsing requests is
 //! `request`'s.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -133,12 +135,71 @@ fn json_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
 pub(crate) struct MessageEvent<'a> {
     pub(crate) room: &'a str,
     pub(crate) from: &'a str,
-    pub(crate) text: &'a str,
+    /// `None` for a deleted message's protocol-2 stub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<&'a str>,
     pub(crate) seq: u64,
     pub(crate) ts: u64,
     /// The seq of the message this one answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reply_to: Option<u64>,
+    #[serde(flatten)]
+    pub(crate) changes: ChangesFields<'a>,
+}
+
+/// What `history` shows of a message's edits, deletion and reactions (issue 17 items
+/// 3 and 4); all absent for a message without any.
+#[derive(Serialize, Default)]
+pub(crate) struct ChangesFields<'a> {
+    /// When the text was last edited (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) edited_ts: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) deleted: bool,
+    /// Users by emoji.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reactions: Option<&'a BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// Where a message is, as an event about it names it: `room`, or `with` (the other
+/// party of a DM conversation as the receiving user sees it).
+#[derive(Serialize)]
+pub(crate) struct PlaceFields<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) with: Option<&'a str>,
+}
+
+/// An `edited` event: message `seq` now reads `text`, edited by `by` at `edited_ts`.
+#[derive(Serialize)]
+pub(crate) struct EditedEvent<'a> {
+    #[serde(flatten)]
+    pub(crate) place: PlaceFields<'a>,
+    pub(crate) seq: u64,
+    pub(crate) text: &'a str,
+    pub(crate) edited_ts: u64,
+    pub(crate) by: &'a str,
+}
+
+/// A `deleted` event: message `seq` was deleted by `by`.
+#[derive(Serialize)]
+pub(crate) struct DeletedEvent<'a> {
+    #[serde(flatten)]
+    pub(crate) place: PlaceFields<'a>,
+    pub(crate) seq: u64,
+    pub(crate) by: &'a str,
+}
+
+/// A `reaction` event: `user` added (or took back) `emoji` on message `seq`.
+#[derive(Serialize)]
+pub(crate) struct ReactionEvent<'a> {
+    #[serde(flatten)]
+    pub(crate) place: PlaceFields<'a>,
+    pub(crate) seq: u64,
+    pub(crate) emoji: &'a str,
+    pub(crate) user: &'a str,
+    pub(crate) added: bool,
 }
 
 /// A `dm` event as protocol 1 has it.
@@ -158,9 +219,13 @@ pub(crate) struct DmEvent2<'a> {
     pub(crate) with: &'a str,
     pub(crate) seq: u64,
     pub(crate) ts: u64,
-    pub(crate) text: &'a str,
+    /// `None` for a deleted DM's protocol-2 stub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reply_to: Option<u64>,
+    #[serde(flatten)]
+    pub(crate) changes: ChangesFields<'a>,
 }
 
 /// A `joined` or `left` event's fields.

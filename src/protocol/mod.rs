@@ -5,6 +5,7 @@
 //! about sockets or chat state: the chat layer calls it, the transport never does.
 
 pub(crate) mod admin;
+pub(crate) mod edits;
 pub(crate) mod framing;
 pub(crate) mod json;
 pub(crate) mod request;

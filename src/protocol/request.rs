@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
 use crate::protocol::admin::{self, AdminOp, AdminRequest};
+use crate::protocol::edits::{self, ChangeOp, MessageRef};
 
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
@@ -118,6 +119,21 @@ pub(crate) enum Request<'a> {
     },
     DeleteAccount {
         password: Cow<'a, str>,
+    },
+    /// `edit {room|with, seq, text}`.
+    Edit {
+        target: MessageRef<'a>,
+        text: Cow<'a, str>,
+    },
+    /// `delete {room|with, seq}`.
+    Delete {
+        target: MessageRef<'a>,
+    },
+    /// `react` (`on`) or `unreact` `{room|with, seq, emoji}`.
+    React {
+        target: MessageRef<'a>,
+        emoji: Cow<'a, str>,
+        on: bool,
     },
     DmHistory {
         with: Cow<'a, str>,
@@ -403,11 +419,15 @@ pub(crate) enum OpKind {
     Unblock,
     Blocks,
     Admin(AdminOp),
+    Edit,
+    Delete,
+    React,
+    Unreact,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 41] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 45] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -449,6 +469,10 @@ impl OpKind {
         ("admin_set_password", OpKind::Admin(AdminOp::SetPassword)),
         ("admin_signup", OpKind::Admin(AdminOp::Signup)),
         ("admin_reload", OpKind::Admin(AdminOp::Reload)),
+        ("edit", OpKind::Edit),
+        ("delete", OpKind::Delete),
+        ("react", OpKind::React),
+        ("unreact", OpKind::Unreact),
     ];
 }
 
@@ -633,10 +657,38 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
         },
         OpKind::Blocks => Request::Blocks,
         OpKind::Admin(op) => admin::parse(head, op)?,
+        OpKind::Edit => change(head, ChangeOp::Edit)?,
+        OpKind::Delete => change(head, ChangeOp::Delete)?,
+        OpKind::React => change(head, ChangeOp::React)?,
+        OpKind::Unreact => change(head, ChangeOp::Unreact)?,
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };
     Ok(request)
+}
+
+/// `edit`, `delete`, `react` or `unreact` (see `edits::parse`).
+fn change<'a>(head: &Head<'a>, op: ChangeOp) -> Result<Request<'a>, Fault<'a>> {
+    let f = edits::parse(head.text, op).map_err(|e| {
+        fault(
+            head.id,
+            ErrorCode::BadRequest,
+            format!("bad `{}` request: {e}", head.op),
+        )
+    })?;
+    let target = f.target;
+    Ok(match op {
+        ChangeOp::Edit => Request::Edit {
+            target,
+            text: f.text,
+        },
+        ChangeOp::Delete => Request::Delete { target },
+        ChangeOp::React | ChangeOp::Unreact => Request::React {
+            target,
+            emoji: f.emoji,
+            on: op == ChangeOp::React,
+        },
+    })
 }
 
 /// The op's fields as `T`; a frame that does not fit is `bad_request`.

@@ -3,22 +3,8 @@
 
 use rusqlite::{Connection, params};
 
-use crate::store::{DmRow, NonceRow, Snapshot, Write};
-
-/// The stored pair of a conversation: the two names in order (a DM to oneself: the
-/// name twice).
-fn pair<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
-    if x <= y { (x, y) } else { (y, x) }
-}
-
-/// One SQL statement (cached) with its parameters.
-pub(super) fn run(
-    tx: &rusqlite::Savepoint<'_>,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(sql)?.execute(args).map(|_| ())
-}
+use crate::store::messages::{attach_reactions, pair, run};
+use crate::store::{Changes, DmRow, NonceRow, Place, Snapshot, Write};
 
 /// Applies a DM, nonce or block write (`sqlite::apply` hands only these here).
 pub(super) fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
@@ -78,7 +64,8 @@ pub(super) fn load(
     nonces_since: u64,
 ) -> rusqlite::Result<()> {
     let mut dms = conn.prepare(
-        "SELECT a, b, seq, sender, text, ts, reply_to, hidden FROM dms ORDER BY a, b, seq",
+        "SELECT a, b, seq, sender, text, ts, reply_to, hidden, edited_ts, deleted
+         FROM dms ORDER BY a, b, seq",
     )?;
     snapshot.conversations = dms
         .query_map([], |r| {
@@ -94,9 +81,15 @@ pub(super) fn load(
                 ts: r.get(5)?,
                 reply_to: r.get(6)?,
                 hidden: r.get(7)?,
+                changes: Changes {
+                    edited_ts: r.get(8)?,
+                    deleted: r.get(9)?,
+                    reactions: Default::default(),
+                },
             })
         })?
         .collect::<Result<_, _>>()?;
+    load_reactions(conn, &mut snapshot.conversations)?;
     let mut kept = conn.prepare(
         "SELECT recipient, sender, text, ts, seq, reply_to FROM pending_dms ORDER BY id",
     )?;
@@ -110,6 +103,7 @@ pub(super) fn load(
                 seq: r.get(4)?,
                 reply_to: r.get(5)?,
                 hidden: false,
+                changes: Changes::default(),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -157,6 +151,11 @@ pub(super) fn history(
             ts: r.get(3)?,
             reply_to: r.get(4)?,
             hidden: r.get(5)?,
+            changes: Changes {
+                edited_ts: r.get(6)?,
+                deleted: r.get(7)?,
+                reactions: Default::default(),
+            },
         })
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -165,7 +164,7 @@ pub(super) fn history(
     let rows = match after {
         Some(after) => conn
             .prepare_cached(&format!(
-                "SELECT seq, sender, text, ts, reply_to, hidden FROM dms
+                "SELECT seq, sender, text, ts, reply_to, hidden, edited_ts, deleted FROM dms
                  WHERE {SEEN} AND seq > ?4 AND seq < ?5 ORDER BY seq LIMIT ?6"
             ))?
             .query_map(params![a, b, viewer, after, below, limit], row)?
@@ -173,7 +172,7 @@ pub(super) fn history(
         None => {
             let mut rows: Vec<DmRow> = conn
                 .prepare_cached(&format!(
-                    "SELECT seq, sender, text, ts, reply_to, hidden FROM dms
+                    "SELECT seq, sender, text, ts, reply_to, hidden, edited_ts, deleted FROM dms
                      WHERE {SEEN} AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
                 ))?
                 .query_map(params![a, b, viewer, below, limit], row)?
@@ -182,5 +181,27 @@ pub(super) fn history(
             rows
         }
     };
+    let mut rows = rows;
+    let place = Place::Dm(a.to_owned(), b.to_owned());
+    attach_reactions(conn, &place, &mut rows, |r| (r.seq, &mut r.changes))?;
     Ok(rows)
+}
+
+/// Fills in the reactions of every stored DM (`rows`, by conversation then seq).
+fn load_reactions(conn: &Connection, rows: &mut [DmRow]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT a, b, seq, emoji, user FROM dm_reactions")?;
+    let mut index = std::collections::HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let (a, b) = pair(&row.from, &row.to);
+        index.insert((a.to_owned(), b.to_owned(), row.seq), i);
+    }
+    let mut found = stmt.query([])?;
+    while let Some(r) = found.next()? {
+        let key: (String, String, u64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if let Some(&i) = index.get(&key) {
+            let users = rows[i].changes.reactions.entry(r.get(3)?).or_default();
+            users.insert(r.get(4)?);
+        }
+    }
+    Ok(())
 }

@@ -8,10 +8,12 @@
 
 pub(crate) mod backup;
 mod direct;
+mod messages;
 mod offline;
 mod operators;
 mod sqlite;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -250,6 +252,45 @@ pub(crate) enum Write {
     AccountUnban {
         user: String,
     },
+    /// Message `seq` of `place` now reads `text`, edited at `edited_ts` (ms since
+    /// the epoch).
+    Edit {
+        place: Place,
+        seq: u64,
+        text: String,
+        edited_ts: u64,
+    },
+    /// Message `seq` of `place` is deleted: its text and reactions go, a stub stays.
+    DeleteMessage {
+        place: Place,
+        seq: u64,
+    },
+    /// `user` reacted to message `seq` of `place` with `emoji` (`on`), or took it back.
+    React {
+        place: Place,
+        seq: u64,
+        emoji: String,
+        user: String,
+        on: bool,
+    },
+}
+
+/// Where a message is: a room, or the conversation of two users (in either order).
+#[derive(Debug, Clone)]
+pub(crate) enum Place {
+    Room(String),
+    Dm(String, String),
+}
+
+/// What became of a message after it was sent (issue 17 items 3 and 4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// When its text was last edited (ms since the epoch); `None`: never.
+    pub(crate) edited_ts: Option<u64>,
+    /// Deleted: the text is gone (a stored deleted message has an empty text).
+    pub(crate) deleted: bool,
+    /// The users who reacted, by emoji (sorted; an emoji nobody uses is absent).
+    pub(crate) reactions: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A stored direct message.
@@ -263,6 +304,8 @@ pub(crate) struct DmRow {
     pub(crate) reply_to: Option<u64>,
     /// From a user the recipient blocks: only the sender sees it.
     pub(crate) hidden: bool,
+    /// Edits, deletion, reactions.
+    pub(crate) changes: Changes,
 }
 
 /// A stored nonce (see [`Write::Nonce`]).
@@ -283,6 +326,8 @@ pub(crate) struct MessageRow {
     pub(crate) text: String,
     pub(crate) ts: u64,
     pub(crate) reply_to: Option<u64>,
+    /// Edits, deletion, reactions.
+    pub(crate) changes: Changes,
 }
 
 /// A stored room with its members and newest messages.

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, Savepoint, params};
 
-use crate::store::direct::run;
+use crate::store::messages::run;
 use crate::store::{AccountBanRow, Write};
 
 /// Every stored account ban.

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::config::SyncMode;
-use crate::store::direct::run;
+use crate::store::messages::{self, query_history, run};
 use crate::store::operators;
 use crate::store::{
     Backend, BanRow, BatchWriter, DmRow, InviteRow, MemberRow, MessageRow, RoomRow, SessionRow,
@@ -132,7 +132,24 @@ const SCHEMA_V3: &str = "
         by_user TEXT NOT NULL,
         reason TEXT,
         until INTEGER,
-        ts INTEGER NOT NULL) WITHOUT ROWID;";
+        ts INTEGER NOT NULL) WITHOUT ROWID;
+    ALTER TABLE messages ADD COLUMN edited_ts INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dms ADD COLUMN edited_ts INTEGER;
+    ALTER TABLE dms ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE reactions (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (room, seq, emoji, user)) WITHOUT ROWID;
+    CREATE TABLE dm_reactions (
+        a TEXT NOT NULL,
+        b TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (a, b, seq, emoji, user)) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -438,46 +455,6 @@ fn load_rooms(conn: &Connection, history_len: usize) -> rusqlite::Result<Vec<Roo
     Ok(out)
 }
 
-fn query_history(
-    conn: &Connection,
-    room: &str,
-    after: Option<u64>,
-    below: u64,
-    limit: usize,
-) -> rusqlite::Result<Vec<MessageRow>> {
-    let row = |r: &rusqlite::Row<'_>| {
-        Ok(MessageRow {
-            seq: r.get(0)?,
-            from: r.get(1)?,
-            text: r.get(2)?,
-            ts: r.get(3)?,
-            reply_to: r.get(4)?,
-        })
-    };
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    match after {
-        Some(after) => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, sender, text, ts, reply_to FROM messages
-                 WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
-            )?;
-            stmt.query_map(params![room, after, below, limit], row)?
-                .collect()
-        }
-        None => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, sender, text, ts, reply_to FROM messages
-                 WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )?;
-            let mut rows: Vec<MessageRow> = stmt
-                .query_map(params![room, below, limit], row)?
-                .collect::<Result<_, _>>()?;
-            rows.reverse();
-            Ok(rows)
-        }
-    }
-}
-
 fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     const MEMBER: &str =
         "INSERT OR IGNORE INTO memberships (room, user, role, joined) VALUES (?1, ?2, ?3, ?4)";
@@ -485,6 +462,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         Write::Dm(_) | Write::Nonce { .. } | Write::PruneNonces { .. } | Write::Block { .. } => {
             direct::apply(tx, write)
         }
+        Write::Message { .. }
+        | Write::Edit { .. }
+        | Write::DeleteMessage { .. }
+        | Write::React { .. } => messages::apply(tx, write),
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
         | Write::PasswordHash { .. }
@@ -539,26 +520,6 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
             "DELETE FROM memberships WHERE room = ?1 AND user = ?2",
             params![room, user],
         ),
-        Write::Message {
-            room,
-            seq,
-            from,
-            text,
-            ts,
-            reply_to,
-        } => {
-            run(
-                tx,
-                "INSERT INTO messages (room, seq, sender, text, ts, reply_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![room, seq, from, text, ts, reply_to],
-            )?;
-            run(
-                tx,
-                "UPDATE rooms SET next_seq = ?2 + 1 WHERE name = ?1 AND next_seq <= ?2",
-                params![room, seq],
-            )
-        }
     }
 }
 
@@ -645,7 +606,10 @@ fn apply_user_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
         | Write::Dm(_)
         | Write::Nonce { .. }
         | Write::PruneNonces { .. }
-        | Write::Block { .. } => apply(tx, write),
+        | Write::Block { .. }
+        | Write::Edit { .. }
+        | Write::DeleteMessage { .. }
+        | Write::React { .. } => apply(tx, write),
         _ => apply_room_write(tx, write),
     }
 }
@@ -703,7 +667,13 @@ fn apply_room_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
             params![user],
         ),
         Write::DeleteRoom { room, last_seq } => {
-            for table in ["messages", "memberships", "bans", "invitations"] {
+            for table in [
+                "messages",
+                "reactions",
+                "memberships",
+                "bans",
+                "invitations",
+            ] {
                 run(
                     tx,
                     &format!("DELETE FROM {table} WHERE room = ?1"),

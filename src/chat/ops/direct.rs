@@ -63,6 +63,7 @@ impl Chat {
             ts,
             reply_to: message.reply_to,
             hidden: from != to && recipient.blocks(from),
+            changes: Default::default(),
         };
         let answer = Answer { seq, ts };
         let mut writes = out.durable(|| Write::Dm(row.clone()));
@@ -117,7 +118,7 @@ impl Chat {
                 },
             );
             let frames = Frames {
-                v2: conversation::encode(&row.to, row),
+                v2: conversation::encode(&row.to, row, 2),
                 v1: Some(v1),
             };
             let keep = || Write::KeepDm {
@@ -156,7 +157,7 @@ impl Chat {
         if row.from != row.to && elsewhere() {
             effects.push(Effect::User {
                 to: Arc::clone(sender),
-                frame: conversation::encode(&row.from, row),
+                frame: conversation::encode(&row.from, row, 2),
                 skip_conn: conn.key,
             });
         }
@@ -167,6 +168,7 @@ impl Chat {
     /// sees, paged as `history` pages a room's messages.
     pub(crate) fn dm_history(
         &self,
+        conn: &Peer,
         session: &Session,
         id: Option<&RawValue>,
         with: &str,
@@ -177,8 +179,12 @@ impl Chat {
             return fail(ErrorCode::NoSuchUser, format!("no user is named `{with}`"));
         }
         let budget = self.answer_budget.history;
+        let protocol = conn.tag.protocol();
         let source = match self.conversations.get(viewer, with) {
-            Some(conversation) => conversation.state.lock().history(viewer, query, budget),
+            Some(conversation) => {
+                let state = conversation.state.lock();
+                state.history(viewer, query, budget, protocol)
+            }
             None => DmSource::Memory(Vec::new()),
         };
         let events = match source {
@@ -193,7 +199,9 @@ impl Chat {
                         log::error!("dm_history of {viewer} with {with}: {e}");
                         fail(ErrorCode::Internal, "the history could not be read")
                     })?;
-                let encoded = rows.iter().map(|row| conversation::encode(viewer, row));
+                let encoded = rows
+                    .iter()
+                    .map(|row| conversation::encode(viewer, row, protocol));
                 if after.is_some() {
                     budget::take_within(encoded, budget)
                 } else {

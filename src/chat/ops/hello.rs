@@ -25,6 +25,8 @@ const FEATURES: &[&str] = &[
     "replies",
     "blocking",
     "admin",
+    "edits",
+    "reactions",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

@@ -96,6 +96,7 @@ impl Chat {
 
     pub(crate) fn history(
         &self,
+        conn: &Peer,
         session: &Session,
         id: Option<&RawValue>,
         name: &str,
@@ -112,7 +113,7 @@ impl Chat {
                     format!("join `{name}` to read its history"),
                 );
             }
-            state.history(query, self.answer_budget.history)
+            state.history(query, self.answer_budget.history, conn.tag.protocol())
         };
         let events = match source {
             HistorySource::Memory(events) => events,
@@ -128,7 +129,7 @@ impl Chat {
                     })?;
                 let encoded: Vec<Bytes> = rows
                     .iter()
-                    .map(|row| room::encode_message(&room.name, row))
+                    .map(|row| room::encode_message(&room.name, row, conn.tag.protocol()))
                     .collect();
                 let budget = self.answer_budget.history;
                 if after.is_some() {
@@ -146,7 +147,7 @@ impl Chat {
     }
 
     /// The embedder's check of a room message, if any.
-    fn message_hook(&self, room: &str, from: &str, text: &str) -> Result<(), Failure> {
+    pub(super) fn message_hook(&self, room: &str, from: &str, text: &str) -> Result<(), Failure> {
         match &self.hooks.message {
             Some(check) => self.hook("message", || check(&RoomMessage { room, from, text })),
             None => Ok(()),

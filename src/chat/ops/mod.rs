@@ -9,6 +9,7 @@ mod admin;
 pub(crate) mod admin_bans;
 mod blocks;
 mod direct;
+mod edits;
 mod hello;
 mod idempotency;
 mod invites;
@@ -31,6 +32,7 @@ use crate::protocol::json::{self as encode, Reply};
 use crate::protocol::request::{self as protocol, OpKind, Request};
 
 pub(crate) use account::Hashed;
+use edits::Change;
 
 /// An entry of the dispatch table.
 pub(crate) enum Op {
@@ -190,7 +192,7 @@ impl Chat {
             Request::Members { room } => self.members(session, id, &room),
             Request::Send { room, message } => self.send(conn, session, id, &room, &message, out),
             Request::Dm { to, message } => self.dm(conn, session, id, &to, &message, out),
-            Request::History { room, query } => self.history(session, id, &room, query),
+            Request::History { room, query } => self.history(conn, session, id, &room, query),
             Request::Quit => {
                 let ok = Reply::ok(id).finish();
                 out.commit(
@@ -202,7 +204,7 @@ impl Chat {
                 );
                 return (Ok(None), Step::Quit);
             }
-            Request::DmHistory { with, query } => self.dm_history(session, id, &with, query),
+            Request::DmHistory { with, query } => self.dm_history(conn, session, id, &with, query),
             Request::Conversations { page } => self.conversations(session, id, &page),
             Request::Block { user, on } => self.block(conn, session, id, &user, on, out),
             Request::Blocks => Ok(Some(self.blocks(session, id))),
@@ -257,6 +259,16 @@ impl Chat {
             }
             Request::Invite { target } => self.invite(conn, session, id, &target, out),
             Request::DeleteRoom { room } => self.delete_room(conn, session, id, &room, out),
+            Request::Edit { target, text } => {
+                self.change_message(conn, session, id, &target, Change::Edit(&text), out)
+            }
+            Request::Delete { target } => {
+                self.change_message(conn, session, id, &target, Change::Delete, out)
+            }
+            Request::React { target, emoji, on } => {
+                let change = Change::React { emoji: &emoji, on };
+                self.change_message(conn, session, id, &target, change, out)
+            }
             _ => unreachable!("`run` handles every other op"),
         }
     }

@@ -69,7 +69,7 @@ impl Chat {
             topic.to_owned(),
             last_seq,
             0,
-            Vec::new(),
+            &[],
             self.history_cap,
         ));
         let now = now_ms();

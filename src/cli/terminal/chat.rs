@@ -62,20 +62,23 @@ pub(super) struct Outgoing {
     to: Target,
     text: String,
     nonce: String,
+    /// The seq it answers (`/reply`).
+    pub(super) reply_to: Option<u64>,
 }
 
 /// Where an [`Outgoing`] message goes.
-enum Target {
+pub(super) enum Target {
     Room(String),
     User(String),
 }
 
 impl Outgoing {
-    fn new(to: Target, text: String) -> Outgoing {
+    pub(super) fn new(to: Target, text: String) -> Outgoing {
         Outgoing {
             to,
             text,
             nonce: fresh_nonce(),
+            reply_to: None,
         }
     }
 }
@@ -101,8 +104,11 @@ pub(super) struct Chat {
     /// The message sent whose answer was lost with the connection, if any.
     pub(super) pending: Option<Outgoing>,
     pub(super) link: Link,
-    /// The current room, where plain lines go.
+    /// The current room, where plain lines go unless a conversation is open.
     pub(super) room: Option<String>,
+    /// The open DM conversation (`/dm USER`), where plain lines go; `/join` and
+    /// `/create` close it.
+    pub(super) with: Option<String>,
     /// The highest seq of the current room shown so far: a message at or below it is
     /// not shown again (history and live events overlap around a join or reconnect).
     pub(super) seen: u64,
@@ -140,9 +146,10 @@ impl Chat {
     }
 
     fn prompt(&self) -> String {
-        match &self.room {
-            Some(room) => format!("[{room}]> "),
-            None => "> ".to_owned(),
+        match (&self.with, &self.room) {
+            (Some(with), _) => format!("[dm {with}]> "),
+            (None, Some(room)) => format!("[{room}]> "),
+            (None, None) => "> ".to_owned(),
         }
     }
 
@@ -229,6 +236,11 @@ impl Chat {
             Command::Who => self.who(),
             Command::Dm { to, text } => self.post(Outgoing::new(Target::User(to), text)),
             Command::History(count) => self.history(count.unwrap_or(DEFAULT_HISTORY)),
+            Command::OpenDm(user) => self.open_dm(user),
+            Command::Reply { seq, text } => self.reply(seq, text),
+            Command::Edit { .. } | Command::Delete(_) | Command::React { .. } => {
+                self.change(command)
+            }
             Command::Create { room, topic } => self.create(room, topic.as_deref()),
             Command::Admin(admin) => self.admin(admin),
             Command::Password => self.change_password(),
@@ -276,18 +288,27 @@ impl Chat {
     }
 
     fn say(&mut self, text: String) -> Result<(), ClientError> {
-        let Some(room) = self.current() else {
+        let Some(to) = self.place() else {
             return Ok(());
         };
-        self.post(Outgoing::new(Target::Room(room), text))
+        self.post(Outgoing::new(to, text))
+    }
+
+    /// Where typed lines go: the open conversation, else the current room; without
+    /// either, says how to get one.
+    pub(super) fn place(&mut self) -> Option<Target> {
+        match &self.with {
+            Some(with) => Some(Target::User(with.clone())),
+            None => self.current().map(Target::Room),
+        }
     }
 
     /// Sends a message with its nonce. If the connection fails before the answer, the
     /// message is kept for [`Chat::resend`]; an answer, even a refusal, ends it.
-    fn post(&mut self, outgoing: Outgoing) -> Result<(), ClientError> {
+    pub(super) fn post(&mut self, outgoing: Outgoing) -> Result<(), ClientError> {
         let options = SendOptions {
             nonce: Some(outgoing.nonce.clone()),
-            reply_to: None,
+            reply_to: outgoing.reply_to,
         };
         let text = &outgoing.text;
         let result = match &outgoing.to {
@@ -333,6 +354,7 @@ impl Chat {
             joined.members.join(", ")
         ));
         self.room = Some(room.clone());
+        self.with = None;
         self.seen = joined.seq;
         // Up to the join's seq: later messages arrive as events.
         let query = HistoryQuery {
@@ -383,12 +405,15 @@ impl Chat {
     }
 
     fn history(&mut self, count: u64) -> Result<(), ClientError> {
-        let Some(room) = self.current() else {
-            return Ok(());
-        };
         let query = HistoryQuery {
             limit: Some(count),
             ..HistoryQuery::default()
+        };
+        if let Some(with) = self.with.clone() {
+            return self.dm_history(&with, query);
+        }
+        let Some(room) = self.current() else {
+            return Ok(());
         };
         let messages = self.call(|c| c.history(&room, query))?;
         if messages.is_empty() {
@@ -403,6 +428,7 @@ impl Chat {
         self.screen
             .notice(format!("created {room}; it is your current room"));
         self.room = Some(room);
+        self.with = None;
         self.seen = 0;
         Ok(())
     }

@@ -4,7 +4,7 @@ use crate::terminal::admin::{self, AdminCommand};
 
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
-const COMMANDS: [(&str, &str); 23] = [
+const COMMANDS: [(&str, &str); 27] = [
     (
         "/join ROOM",
         "join ROOM, make it the current room, show its last messages",
@@ -16,11 +16,25 @@ const COMMANDS: [(&str, &str); 23] = [
     ("/leave", "leave the current room"),
     ("/rooms", "list every room"),
     ("/who", "list the members of the current room"),
-    ("/dm USER TEXT", "send a direct message to USER"),
+    (
+        "/dm USER [TEXT]",
+        "send USER a direct message, or without TEXT open your conversation with USER \
+         (lines you type then go to USER until /join)",
+    ),
     (
         "/history [N]",
-        "show the last N messages of the current room (default 20)",
+        "show the last N messages of the current room or conversation (default 20)",
     ),
+    (
+        "/reply SEQ TEXT",
+        "answer message #SEQ of the current room or conversation",
+    ),
+    ("/edit SEQ TEXT", "replace the text of your message #SEQ"),
+    (
+        "/delete SEQ",
+        "delete message #SEQ (yours, or any in a room where you are owner or op)",
+    ),
+    ("/react SEQ EMOJI", "react to message #SEQ with EMOJI"),
     ("/topic TEXT", "set the current room's topic (owner or op)"),
     ("/op USER", "make USER an op of the current room (owner)"),
     (
@@ -97,8 +111,33 @@ pub enum Command {
         /// The message.
         text: String,
     },
-    /// `/history [N]`: the last N messages of the current room.
+    /// `/history [N]`: the last N messages of the current room or conversation.
     History(Option<u64>),
+    /// `/dm USER`: open the conversation with USER (typed lines go there).
+    OpenDm(String),
+    /// `/reply SEQ TEXT` in the current room or conversation.
+    Reply {
+        /// The message answered.
+        seq: u64,
+        /// The answer.
+        text: String,
+    },
+    /// `/edit SEQ TEXT`.
+    Edit {
+        /// One's own message.
+        seq: u64,
+        /// Its new text.
+        text: String,
+    },
+    /// `/delete SEQ`.
+    Delete(u64),
+    /// `/react SEQ EMOJI`.
+    React {
+        /// The message.
+        seq: u64,
+        /// The reaction.
+        emoji: String,
+    },
     /// `/create ROOM [TOPIC]`.
     Create {
         /// The new room's name.
@@ -192,7 +231,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             },
         },
         "dm" => match split_word(args) {
-            ("", _) | (_, "") => return Err(usage_of("/dm")),
+            ("", _) => return Err(usage_of("/dm")),
+            (to, "") => Command::OpenDm(to.to_owned()),
             (to, text) => Command::Dm {
                 to: to.to_owned(),
                 text: text.to_owned(),
@@ -241,6 +281,22 @@ fn protocol2(name: &str, args: &str) -> Result<Command, ParseError> {
         "unblock" => Command::Unblock(one_word(args, "/unblock")?),
         "password" => bare(args, "/password", Command::Password)?,
         "delete-account" => bare(args, "/delete-account", Command::DeleteAccount)?,
+        "reply" => {
+            let (seq, text) = seq_and_rest(args, "/reply")?;
+            Command::Reply { seq, text }
+        }
+        "edit" => {
+            let (seq, text) = seq_and_rest(args, "/edit")?;
+            Command::Edit { seq, text }
+        }
+        "delete" => match args.trim().parse::<u64>() {
+            Ok(seq) => Command::Delete(seq),
+            Err(_) => return Err(usage_of("/delete")),
+        },
+        "react" => {
+            let (seq, emoji) = seq_and_rest(args, "/react")?;
+            Command::React { seq, emoji }
+        }
         _ => return Err(ParseError::Unknown(format!("/{name}"))),
     };
     Ok(command)
@@ -250,6 +306,17 @@ fn protocol2(name: &str, args: &str) -> Result<Command, ParseError> {
 fn one_word(args: &str, name: &'static str) -> Result<String, ParseError> {
     match split_word(args) {
         (word, "") if !word.is_empty() => Ok(word.to_owned()),
+        _ => Err(usage_of(name)),
+    }
+}
+
+/// A message's seq and, as the rest of the line, the text (not empty) it takes.
+fn seq_and_rest(args: &str, name: &'static str) -> Result<(u64, String), ParseError> {
+    match split_word(args) {
+        (seq, rest) if !rest.is_empty() => match seq.strip_prefix('#').unwrap_or(seq).parse() {
+            Ok(seq) => Ok((seq, rest.to_owned())),
+            Err(_) => Err(usage_of(name)),
+        },
         _ => Err(usage_of(name)),
     }
 }
@@ -408,8 +475,30 @@ mod tests {
         assert_eq!(usage("/join"), "/join ROOM");
         assert_eq!(usage("/join a b"), "/join ROOM");
         assert_eq!(usage("/create"), "/create ROOM [TOPIC]");
-        assert_eq!(usage("/dm bob"), "/dm USER TEXT");
-        assert_eq!(usage("/dm"), "/dm USER TEXT");
+        assert_eq!(usage("/dm"), "/dm USER [TEXT]");
+        assert_eq!(usage("/reply 3"), "/reply SEQ TEXT");
+        assert_eq!(usage("/edit x hi"), "/edit SEQ TEXT");
+        assert_eq!(usage("/delete"), "/delete SEQ");
+        assert_eq!(usage("/react 2"), "/react SEQ EMOJI");
+        assert_eq!(
+            parse("/dm bob").unwrap(),
+            Some(Command::OpenDm("bob".into()))
+        );
+        assert_eq!(
+            parse("/reply #3 yes, that").unwrap(),
+            Some(Command::Reply {
+                seq: 3,
+                text: "yes, that".into()
+            })
+        );
+        assert_eq!(parse("/delete 4").unwrap(), Some(Command::Delete(4)));
+        assert_eq!(
+            parse("/react 4 +1").unwrap(),
+            Some(Command::React {
+                seq: 4,
+                emoji: "+1".into()
+            })
+        );
         assert_eq!(usage("/history 0"), "/history [N]");
         assert_eq!(usage("/history many"), "/history [N]");
         assert_eq!(usage("/quit now"), "/quit");

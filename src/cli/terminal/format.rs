@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::client::{DirectMessage, Event, Message, Role};
+use crate::client::{DirectMessage, Event, Message, MessageChanges, Role};
 
 /// Renders a server event as one line: local time, `[room]` (or `[dm]`), sender and
 /// text, or what happened in words. Events that carry no `ts` are stamped with `now`.
@@ -45,6 +45,34 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             format!("{at} * {by} invited you to {room}: /join {room} to enter")
         }
         Event::RoomDeleted { room, by } => format!("{at} [{room}] * {by} deleted the room"),
+        Event::Edited {
+            room,
+            with,
+            seq,
+            text,
+            by,
+            ..
+        } => format!("{at} {} * {by} edited #{seq}: {text}", place(room, with)),
+        Event::Deleted {
+            room,
+            with,
+            seq,
+            by,
+        } => format!("{at} {} * {by} deleted #{seq}", place(room, with)),
+        Event::Reaction {
+            room,
+            with,
+            seq,
+            emoji,
+            user,
+            added,
+        } => {
+            let did = if *added { "reacted" } else { "took back" };
+            format!(
+                "{at} {} * {user} {did} {emoji} on #{seq}",
+                place(room, with)
+            )
+        }
         Event::Other(frame) if frame["event"] == "announcement" => format!(
             "{at} * announcement from {}: {}",
             frame["by"].as_str().unwrap_or("the server"),
@@ -53,6 +81,31 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
         Event::Other(frame) => format!("{at} * event {frame}"),
     };
     printable(&line)
+}
+
+/// `[room]`, or `[dm USER]` for an event about a DM conversation.
+fn place(room: &Option<String>, with: &Option<String>) -> String {
+    match (room, with) {
+        (Some(room), _) => format!("[{room}]"),
+        (None, Some(with)) => format!("[dm {with}]"),
+        (None, None) => "[?]".to_owned(),
+    }
+}
+
+/// A message's text as shown: `[deleted]`, or the text with ` (edited)` and its
+/// reactions (` [👍 ada bob]`).
+fn shown_text(text: &str, changes: &MessageChanges) -> String {
+    if changes.deleted {
+        return "[deleted]".to_owned();
+    }
+    let mut shown = text.to_owned();
+    if changes.edited_ts.is_some() {
+        shown.push_str(" (edited)");
+    }
+    for (emoji, users) in &changes.reactions {
+        shown.push_str(&format!(" [{emoji} {}]", users.join(" ")));
+    }
+    shown
 }
 
 /// What a role change made of a member, in words.
@@ -72,15 +125,17 @@ fn because(reason: &Option<String>) -> String {
     }
 }
 
-/// Renders a room message (live or from `history`) as one line, like [`format_event`].
+/// Renders a room message (live or from `history`) as one line, like [`format_event`],
+/// ending in its `#SEQ` (what `/reply`, `/edit`, `/delete` and `/react` name).
 pub fn format_message(message: &Message, zone: &TimeZone) -> String {
     printable(&format!(
-        "{} [{}] {}{}: {}",
+        "{} [{}] {}{}: {}  #{}",
         clock_ms(message.ts, zone),
         message.room,
         message.from,
         reply_mark(message.reply_to),
-        message.text
+        shown_text(&message.text, &message.changes),
+        message.seq
     ))
 }
 
@@ -93,11 +148,12 @@ pub fn format_dm(dm: &DirectMessage, zone: &TimeZone) -> String {
         format!(" to {}", dm.to)
     };
     printable(&format!(
-        "{} [dm{direction}] {}{}: {}",
+        "{} [dm{direction}] {}{}: {}  #{}",
         clock_ms(dm.ts, zone),
         dm.from,
         reply_mark(dm.reply_to),
-        dm.text
+        shown_text(&dm.text, &dm.changes),
+        dm.seq
     ))
 }
 
@@ -158,10 +214,11 @@ mod tests {
             seq: 3,
             ts: TS,
             reply_to: None,
+            changes: Default::default(),
         });
         assert_eq!(
             format_event(&message, now(), &zone),
-            "01:02:03 [lobby] bob: hi ada"
+            "01:02:03 [lobby] bob: hi ada  #3"
         );
         let dm = Event::Dm {
             from: "bob".into(),
@@ -269,10 +326,11 @@ mod tests {
             ts: TS,
             text: "psst".into(),
             reply_to: Some(2),
+            changes: Default::default(),
         };
         assert_eq!(
             shown(Event::DirectMessage(dm.clone())),
-            "01:02:03 [dm] bob (re #2): psst"
+            "01:02:03 [dm] bob (re #2): psst  #4"
         );
         let own = DirectMessage {
             from: "ada".into(),
@@ -281,7 +339,7 @@ mod tests {
             reply_to: None,
             ..dm
         };
-        assert_eq!(format_dm(&own, &zone), "01:02:03 [dm to bob] ada: psst");
+        assert_eq!(format_dm(&own, &zone), "01:02:03 [dm to bob] ada: psst  #4");
     }
 
     #[test]
@@ -305,6 +363,58 @@ mod tests {
     }
 
     #[test]
+    fn edits_deletes_and_reactions_read_as_words() {
+        let zone = TimeZone::UTC;
+        let shown = |event: Event| format_event(&event, now(), &zone);
+        assert_eq!(
+            shown(Event::Edited {
+                room: None,
+                with: Some("bob".into()),
+                seq: 3,
+                text: "fixed".into(),
+                edited_ts: TS,
+                by: "bob".into()
+            }),
+            "00:00:59 [dm bob] * bob edited #3: fixed"
+        );
+        assert_eq!(
+            shown(Event::Reaction {
+                room: Some("lobby".into()),
+                with: None,
+                seq: 3,
+                emoji: "+1".into(),
+                user: "ada".into(),
+                added: false
+            }),
+            "00:00:59 [lobby] * ada took back +1 on #3"
+        );
+        let mut changed = DirectMessage {
+            from: "bob".into(),
+            to: "ada".into(),
+            with: "bob".into(),
+            seq: 4,
+            ts: TS,
+            text: "psst".into(),
+            reply_to: Some(2),
+            changes: Default::default(),
+        };
+        changed.changes.edited_ts = Some(TS);
+        changed
+            .changes
+            .reactions
+            .insert("+1".into(), vec!["ada".into()]);
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): psst (edited) [+1 ada]  #4"
+        );
+        changed.changes.deleted = true;
+        assert_eq!(
+            format_dm(&changed, &TimeZone::UTC),
+            "01:02:03 [dm] bob (re #2): [deleted]  #4"
+        );
+    }
+
+    #[test]
     fn control_characters_cannot_reach_the_terminal() {
         let message = Message {
             room: "lobby".into(),
@@ -313,10 +423,11 @@ mod tests {
             seq: 1,
             ts: TS,
             reply_to: None,
+            changes: Default::default(),
         };
         assert_eq!(
             format_message(&message, &TimeZone::UTC),
-            r"01:02:03 [lobby] mallory: two\nlines \u{1b}[2J\tend"
+            r"01:02:03 [lobby] mallory: two\nlines \u{1b}[2J\tend  #1"
         );
     }
 }

@@ -20,6 +20,7 @@ mod account;
 mod admin;
 mod chat;
 mod command;
+mod edits;
 mod error;
 mod format;
 mod moderation;
@@ -113,6 +114,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
             last_sent: Instant::now(),
         },
         room: None,
+        with: None,
         seen: 0,
         keyboard,
         screen,
