@@ -9,6 +9,10 @@ use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
 
+mod presence;
+
+pub(crate) use presence::Place;
+
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
 const MAX_ID_LEN: usize = 64;
@@ -131,6 +135,19 @@ pub(crate) enum Request<'a> {
         on: bool,
     },
     Blocks,
+    MarkRead {
+        place: Place<'a>,
+        seq: u64,
+    },
+    Unread,
+    Typing {
+        place: Place<'a>,
+        active: bool,
+    },
+    Away {
+        message: Option<Cow<'a, str>>,
+    },
+    Back,
 }
 
 /// A room and a user in it that a moderation op names.
@@ -393,11 +410,16 @@ pub(crate) enum OpKind {
     Block,
     Unblock,
     Blocks,
+    MarkRead,
+    Unread,
+    Typing,
+    Away,
+    Back,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 33] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 38] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -431,6 +453,11 @@ impl OpKind {
         ("block", OpKind::Block),
         ("unblock", OpKind::Unblock),
         ("blocks", OpKind::Blocks),
+        ("mark_read", OpKind::MarkRead),
+        ("unread", OpKind::Unread),
+        ("typing", OpKind::Typing),
+        ("away", OpKind::Away),
+        ("back", OpKind::Back),
     ];
 }
 
@@ -614,6 +641,9 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
             on: kind == OpKind::Block,
         },
         OpKind::Blocks => Request::Blocks,
+        OpKind::MarkRead | OpKind::Unread | OpKind::Typing | OpKind::Away | OpKind::Back => {
+            presence::parse(head, kind)?
+        }
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };

@@ -72,7 +72,8 @@ const SCHEMA_V2: &str = "
 /// again), the last seq of deleted rooms (a room made again under the name goes
 /// on after it), replies, and DM conversations (`dms`: one row per DM, `a` < `b` or
 /// a DM to oneself; `hidden`: from a user the recipient blocks, seen by the sender
-/// only), whose kept copies carry their seq.
+/// only), whose kept copies carry their seq; read markers (`kind`: `room`, or `dm`
+/// with `target` the other party).
 const SCHEMA_V3: &str = "
     ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
     ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
@@ -124,7 +125,13 @@ const SCHEMA_V3: &str = "
         hidden INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (a, b, seq)) WITHOUT ROWID;
     ALTER TABLE pending_dms ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE pending_dms ADD COLUMN reply_to INTEGER;";
+    ALTER TABLE pending_dms ADD COLUMN reply_to INTEGER;
+    CREATE TABLE read_markers (
+        user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user, kind, target)) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -473,9 +480,11 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     const MEMBER: &str =
         "INSERT OR IGNORE INTO memberships (room, user, role, joined) VALUES (?1, ?2, ?3, ?4)";
     match write {
-        Write::Dm(_) | Write::Nonce { .. } | Write::PruneNonces { .. } | Write::Block { .. } => {
-            direct::apply(tx, write)
-        }
+        Write::Dm(_)
+        | Write::Nonce { .. }
+        | Write::PruneNonces { .. }
+        | Write::Block { .. }
+        | Write::Marker { .. } => direct::apply(tx, write),
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
         | Write::PasswordHash { .. }
@@ -561,6 +570,7 @@ fn delete_user(tx: &rusqlite::Savepoint<'_>, name: &str, ts: u64) -> rusqlite::R
         "DELETE FROM invitations WHERE user = ?1",
         "DELETE FROM blocks WHERE user = ?1 OR blocked = ?1",
         "DELETE FROM nonces WHERE user = ?1",
+        "DELETE FROM read_markers WHERE user = ?1 OR (kind = 'dm' AND target = ?1)",
         "DELETE FROM pending_dms WHERE recipient = ?1",
         "DELETE FROM users WHERE name = ?1",
     ] {
@@ -701,6 +711,11 @@ fn apply_room_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
                 )?;
             }
             run(tx, "DELETE FROM rooms WHERE name = ?1", params![room])?;
+            run(
+                tx,
+                "DELETE FROM read_markers WHERE kind = 'room' AND target = ?1",
+                params![room],
+            )?;
             run(
                 tx,
                 "INSERT OR REPLACE INTO deleted_rooms (name, last_seq) VALUES (?1, ?2)",

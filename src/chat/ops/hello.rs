@@ -24,6 +24,9 @@ const FEATURES: &[&str] = &[
     "dm_history",
     "replies",
     "blocking",
+    "read_markers",
+    "typing",
+    "presence",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

@@ -152,6 +152,7 @@ impl Chat {
             .field("topic", &state.topic)
             .field("members", &members)
             .field("roles", &state.roles())
+            .field("presence", &self.presence_of(state.members.keys()))
             .field("seq", &state.last_seq)
             .finish();
         if !added {
@@ -160,6 +161,7 @@ impl Chat {
             return Ok(None);
         }
         user.rooms.lock().insert(room.name.clone());
+        let marked = self.join_marker(&user.name, &room.name, state.last_seq);
         // An invitation lets one in once.
         let invited = state.access.invited.remove(&user.name);
         if invited {
@@ -183,6 +185,7 @@ impl Chat {
                 user: user.name.clone(),
                 joined,
             }];
+            writes.extend(marked);
             if invited {
                 writes.push(Write::Uninvite {
                     room: room.name.clone(),
@@ -338,7 +341,8 @@ impl Chat {
             Reply::ok(id)
                 .field("room", &room.name)
                 .field("members", &members)
-                .field("roles", &state.roles()),
+                .field("roles", &state.roles())
+                .field("presence", &self.presence_of(state.members.keys())),
         ))
     }
 }
