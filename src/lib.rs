@@ -87,7 +87,8 @@ pub use chat::command::{CommandError, Context, RoomMessage};
 pub use cli::{certs, terminal};
 pub use client::{
     Ban, Client, ClientError, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello,
-    HistoryQuery, Joined, Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
+    HistoryQuery, Joined, Limits, Message, PresenceStatus, Role, RoomInfo, SendOptions, Sent,
+    Target, Unread, UnreadCount, Whoami,
 };
 pub use config::SyncMode;
 pub use config::{Config, Mode, Signup, Storage, TlsConfig};

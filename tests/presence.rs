@@ -214,3 +214,90 @@ fn presence_goes_online_away_and_offline_without_flapping() {
     let p = ada.expect_event("presence");
     assert_eq!(p["status"], "online", "{p}");
 }
+
+#[test]
+fn the_client_marks_reads_and_decodes_the_new_events() {
+    use parlor::client::Target;
+    use parlor::{Client, Event};
+    let (_server, addr) = start_chat();
+    let connect = |name: &str, signup: bool| {
+        let mut c = Client::connect(addr).unwrap();
+        c.hello(2).unwrap();
+        if signup {
+            c.signup(name, PASSWORD).unwrap();
+        }
+        c.login(name, PASSWORD).unwrap();
+        c
+    };
+    let mut ada = connect("ada", true);
+    ada.create("lobby", None).unwrap();
+    let mut bob = connect("bob", true);
+    let joined = bob.join("lobby").unwrap();
+    assert_eq!(joined.presence["ada"].status, "online");
+    let mut bob2 = connect("bob", false);
+    ada.send("lobby", "hi").unwrap();
+    ada.send("lobby", "there").unwrap();
+    assert_eq!(bob.unread().unwrap().rooms["lobby"].count, 2);
+    assert_eq!(bob.mark_read(Target::Room("lobby"), 5).unwrap(), 2);
+    assert_eq!(bob.whoami().unwrap().unread.rooms["lobby"].count, 0);
+    let wait = Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(event) = bob2.next_event(wait).unwrap() {
+        let done = matches!(event, Event::Read { .. });
+        seen.push(event);
+        if done || seen.len() > 10 {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&Event::Read {
+            room: Some("lobby".into()),
+            with: None,
+            seq: 2
+        }),
+        "{seen:?}"
+    );
+    ada.typing(Target::With("bob"), true).unwrap();
+    bob.away(None).unwrap();
+    let mut typing = None;
+    let mut presence = None;
+    for _ in 0..10 {
+        match ada.next_event(wait).unwrap() {
+            Some(e @ Event::Presence { .. }) => presence = Some(e),
+            Some(_) => {}
+            None => break,
+        }
+        if presence.is_some() {
+            break;
+        }
+    }
+    for _ in 0..10 {
+        match bob.next_event(wait).unwrap() {
+            Some(e @ Event::Typing { .. }) => typing = Some(e),
+            Some(_) => {}
+            None => break,
+        }
+        if typing.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        typing,
+        Some(Event::Typing {
+            room: None,
+            with: Some("ada".into()),
+            user: "ada".into(),
+            active: true
+        })
+    );
+    assert_eq!(
+        presence,
+        Some(Event::Presence {
+            user: "bob".into(),
+            status: "away".into(),
+            message: None
+        })
+    );
+    bob.back().unwrap();
+    assert_eq!(ada.presence("lobby").unwrap()["bob"].status, "online");
+}

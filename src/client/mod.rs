@@ -63,6 +63,7 @@ mod accounts;
 mod error;
 mod frames;
 mod ops;
+mod presence;
 mod rooms;
 mod stream;
 mod tls;
@@ -82,6 +83,7 @@ pub use frames::{
     Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
     Limits, Message, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
+pub use presence::{PresenceStatus, Target, Unread, UnreadCount};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
 #[cfg(feature = "cli")]

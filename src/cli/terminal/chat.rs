@@ -9,7 +9,8 @@ use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
 use crate::client::{
-    Client, ClientError, Event, HistoryQuery, Message, SendOptions, TlsOptions, fresh_nonce,
+    Client, ClientError, Event, HistoryQuery, Message, SendOptions, Target as ReadTarget,
+    TlsOptions, fresh_nonce,
 };
 use crate::terminal::screen::{Input, Keyboard, Screen};
 use crate::terminal::{
@@ -108,6 +109,8 @@ pub(super) struct Chat {
     pub(super) keyboard: Keyboard,
     pub(super) screen: Screen,
     pub(super) zone: TimeZone,
+    /// When each (user, room or partner) typing indicator was last shown.
+    pub(super) typing_shown: std::collections::HashMap<(String, String), Instant>,
 }
 
 impl Chat {
@@ -177,6 +180,10 @@ impl Chat {
                 return;
             }
             self.seen = message.seq;
+            self.mark_read(ReadTarget::Room(&message.room), message.seq);
+        }
+        if !self.worth_showing(&event) {
+            return;
         }
         let line = format_event(&event, Timestamp::now(), &self.zone);
         self.screen.line(line);
@@ -225,6 +232,8 @@ impl Chat {
                 Ok(flow) => return flow,
                 Err(e) => Err(e),
             },
+            Command::Away(message) => self.away(message),
+            Command::Back => self.away_back(),
             Command::Block(user) => self.block(&user, true),
             Command::Unblock(user) => self.block(&user, false),
             room_command => self.moderate(room_command),
@@ -236,7 +245,7 @@ impl Chat {
     }
 
     /// Shows a server's refusal; any other failure means the connection is gone.
-    fn fail(&mut self, e: ClientError) {
+    pub(super) fn fail(&mut self, e: ClientError) {
         match e {
             ClientError::Server { .. } => self.screen.error(&e),
             other => self.lost(other),
@@ -347,6 +356,7 @@ impl Chat {
 
     fn rooms(&mut self) -> Result<(), ClientError> {
         let rooms = self.call(Client::rooms)?;
+        let unread = self.unread_counts();
         if rooms.is_empty() {
             self.screen.notice("no rooms yet: /create ROOM makes one");
         }
@@ -355,7 +365,8 @@ impl Chat {
                 "" => String::new(),
                 topic => format!(": {topic}"),
             };
-            let line = format!("  {} ({} members){topic}", info.room, info.members);
+            let unread = self.unread_words(unread.as_ref(), &info.room);
+            let line = format!("  {} ({} members{unread}){topic}", info.room, info.members);
             self.screen.line(line);
         }
         Ok(())
@@ -400,6 +411,9 @@ impl Chat {
         for message in messages {
             let line = format_message(message, &self.zone);
             self.screen.line(line);
+        }
+        if let Some(last) = messages.last() {
+            self.mark_read(ReadTarget::Room(&last.room), last.seq);
         }
     }
 

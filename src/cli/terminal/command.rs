@@ -2,7 +2,7 @@
 
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
-const COMMANDS: [(&str, &str); 22] = [
+const COMMANDS: [(&str, &str); 24] = [
     (
         "/join ROOM",
         "join ROOM, make it the current room, show its last messages",
@@ -62,6 +62,11 @@ const COMMANDS: [(&str, &str); 22] = [
         "/delete-account",
         "delete your account for good (asks for your password, then to confirm)",
     ),
+    (
+        "/away [MESSAGE]",
+        "show as away to those who share a room or conversation with you",
+    ),
+    ("/back", "no longer away"),
     ("/help", "show this list"),
     (
         "/quit",
@@ -136,6 +141,10 @@ pub enum Command {
     Password,
     /// `/delete-account` (the password and a confirmation are asked for afterwards).
     DeleteAccount,
+    /// `/away [MESSAGE]`: show as away to others.
+    Away(Option<String>),
+    /// `/back`: no longer away.
+    Back,
     /// `/quit`.
     Quit,
     /// `/help`.
@@ -232,6 +241,8 @@ fn protocol2(name: &str, args: &str) -> Result<Command, ParseError> {
         "unblock" => Command::Unblock(one_word(args, "/unblock")?),
         "password" => bare(args, "/password", Command::Password)?,
         "delete-account" => bare(args, "/delete-account", Command::DeleteAccount)?,
+        "away" => Command::Away((!args.trim().is_empty()).then(|| args.trim().to_owned())),
+        "back" => bare(args, "/back", Command::Back)?,
         _ => return Err(ParseError::Unknown(format!("/{name}"))),
     };
     Ok(command)
@@ -384,6 +395,12 @@ mod tests {
         assert_eq!(parsed("/private on"), Command::Private(true));
         assert_eq!(parsed("/private off"), Command::Private(false));
         assert_eq!(parsed("/delete-room"), Command::DeleteRoom);
+        assert_eq!(parsed("/away"), Command::Away(None));
+        assert_eq!(
+            parsed("/away  at lunch "),
+            Command::Away(Some("at lunch".into()))
+        );
+        assert_eq!(parsed("/back"), Command::Back);
         assert_eq!(parsed("/block eve"), Command::Block("eve".into()));
         assert_eq!(parsed("/unblock eve"), Command::Unblock("eve".into()));
         assert_eq!(parsed("/password"), Command::Password);

@@ -22,8 +22,10 @@ mod command;
 mod error;
 mod format;
 mod moderation;
+mod presence;
 mod screen;
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -115,6 +117,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
         keyboard,
         screen,
         zone: TimeZone::system(),
+        typing_shown: HashMap::new(),
     };
     chat.screen.notice(format!(
         "logged in as {}; /help lists the commands",
