@@ -477,7 +477,12 @@ mod tests {
                 ..
             })
         ));
-        let future = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        let typing = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        assert!(matches!(
+            event(typing, 2),
+            Event::Typing { active: true, .. }
+        ));
+        let future = json!({"event": "from_the_future", "room": "r", "seq": 1});
         assert_eq!(event(future.clone(), 2), Event::Other(future));
         let Value::Object(broken) = json!({"event": "topic", "room": "r"}) else {
             unreachable!()

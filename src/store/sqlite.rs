@@ -480,11 +480,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
     const MEMBER: &str =
         "INSERT OR IGNORE INTO memberships (room, user, role, joined) VALUES (?1, ?2, ?3, ?4)";
     match write {
-        Write::Dm(_)
-        | Write::Nonce { .. }
-        | Write::PruneNonces { .. }
-        | Write::Block { .. }
-        | Write::Marker { .. } => direct::apply(tx, write),
+        Write::Dm(_) | Write::Nonce { .. } | Write::PruneNonces { .. } | Write::Block { .. } => {
+            direct::apply(tx, write)
+        }
+        Write::Marker { .. } => direct::apply(tx, write),
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
         | Write::PasswordHash { .. }

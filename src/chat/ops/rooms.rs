@@ -146,11 +146,10 @@ impl Chat {
         }
         let joined = now_ms();
         let added = state.add_member(user, Role::Member, joined);
-        let members: Vec<&String> = state.members.keys().collect();
         let ok = Reply::ok(id)
             .field("room", &room.name)
             .field("topic", &state.topic)
-            .field("members", &members)
+            .field("members", &state.members.keys().collect::<Vec<_>>())
             .field("roles", &state.roles())
             .field("presence", &self.presence_of(state.members.keys()))
             .field("seq", &state.last_seq)
