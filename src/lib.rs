@@ -88,8 +88,8 @@ pub use chat::command::{CommandError, Context, RoomMessage};
 pub use cli::{certs, terminal};
 pub use client::{
     Ban, Client, ClientError, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello,
-    HistoryQuery, Joined, Limits, Message, MessageChanges, Place, Role, RoomInfo, SendOptions,
-    Sent, Whoami,
+    HistoryQuery, Joined, Limits, Message, MessageChanges, Place, PresenceStatus, Role, RoomInfo,
+    SendOptions, Sent, Target, Unread, UnreadCount, Whoami,
 };
 pub use config::SyncMode;
 pub use config::{Config, Mode, Signup, Storage, TlsConfig};

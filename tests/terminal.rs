@@ -713,3 +713,54 @@ fn conversations_replies_edits_deletes_and_reactions_from_the_terminal() {
     ada.close_stdin();
     ada.exit_ok();
 }
+
+#[test]
+fn unread_typing_and_presence_read_as_words() {
+    let (_server, addr) = start_chat();
+    let mut ada = Chatter::start(addr, "ada", PASSWORD, &["--signup"]);
+    ada.type_line("/create quiet");
+    ada.expect("created quiet");
+    ada.type_line("/create lobby");
+    ada.expect("created lobby");
+    let mut bob = signed_up(Client::connect(addr).unwrap(), "bob");
+    bob.hello(2).unwrap();
+    bob.join("quiet").unwrap();
+    ada.expect("bob joined");
+    bob.send("quiet", "one").unwrap();
+    bob.send("quiet", "two").unwrap();
+    ada.expect("[quiet] bob: two");
+    ada.type_line("/rooms");
+    ada.expect("lobby (1 members)");
+    ada.expect("quiet (2 members, 2 unread)");
+    bob.join("lobby").unwrap();
+    ada.expect("[lobby] * bob joined");
+    bob.send("lobby", "seen").unwrap();
+    ada.expect("[lobby] bob: seen");
+    // Shown in the current room: the marker moved (the line came, then the mark).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unread_of_ada(addr) != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(unread_of_ada(addr), 0);
+    bob.typing(parlor::client::Target::Room("lobby"), true)
+        .unwrap();
+    ada.expect("[lobby] * bob is typing…");
+    bob.away(Some("lunch")).unwrap();
+    ada.expect("* bob is away: lunch");
+    ada.type_line("/away coffee");
+    ada.expect("you show as away");
+    let event = bob.next_event(Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(&event, Some(Event::Presence { user, status, .. }) if user == "ada" && status == "away"),
+        "{event:?}"
+    );
+    ada.type_line("/quit");
+    ada.exit_ok();
+}
+
+/// Ada's unread count in lobby, asked on a connection of her own.
+fn unread_of_ada(addr: SocketAddr) -> u64 {
+    let mut ada = Client::connect(addr).unwrap();
+    ada.login("ada", PASSWORD).unwrap();
+    ada.unread().unwrap().rooms["lobby"].count
+}

@@ -17,9 +17,12 @@ mod delivery;
 pub(crate) mod effects;
 mod hasher;
 mod limiter;
+mod markers;
 mod nonces;
 mod ops;
+mod presence;
 pub(crate) mod room;
+mod timer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -43,9 +46,12 @@ use crate::chat::delivery::Delivery;
 use crate::chat::effects::{Deferred, Out, Pending, run_committed, submit};
 use crate::chat::hasher::Hasher;
 use crate::chat::limiter::FrameLimiter;
+use crate::chat::markers::Markers;
 use crate::chat::nonces::Nonces;
 use crate::chat::ops::{Failure, Hashed, Op, Step, fail};
+use crate::chat::presence::Presence;
 use crate::chat::room::{Role, Room};
+use crate::chat::timer::Timer;
 use crate::config::Config;
 use crate::error_code::ErrorCode;
 use crate::metrics::{ChatMetrics, Encoder};
@@ -131,6 +137,12 @@ pub(crate) struct Chat {
     deleted_rooms: Mutex<HashMap<String, u64>>,
     /// Every open connection, for the operators' ops (set once the server runs).
     pool: OnceLock<Pool<Chat>>,
+    /// Every user's read markers.
+    markers: Markers,
+    /// Who is online or away, and who is typing where.
+    presence: Arc<Presence>,
+    /// Ends typing indicators and announces `offline` after its grace.
+    timer: Arc<Timer>,
 }
 
 /// One connection's chat state.
@@ -183,9 +195,11 @@ impl Chat {
             ops.insert(name, Op::Custom(handler));
         }
         let metrics = Arc::new(ChatMetrics::new(OpKind::ALL.iter().map(|&(name, _)| name)));
+        let delivery = Arc::new(Delivery::new(Arc::clone(&metrics)));
         let mut chat = Chat {
             ops,
-            delivery: Arc::new(Delivery::new(Arc::clone(&metrics))),
+            timer: Timer::start(Arc::clone(&delivery)),
+            delivery,
             accepting: RwLock::new(true),
             metrics,
             hooks: extensions.hooks,
@@ -202,6 +216,8 @@ impl Chat {
             kept_invites: Arc::default(),
             deleted_rooms: Mutex::default(),
             pool: OnceLock::new(),
+            markers: Markers::default(),
+            presence: Arc::default(),
         };
         // With a store, memory keeps the newest messages and the store the rest;
         // without one, memory is the only copy and keeps them all.
@@ -262,6 +278,7 @@ impl Chat {
         drop(rooms);
         self.restore_direct(snapshot.conversations, snapshot.dms);
         self.nonces.restore(snapshot.nonces);
+        self.markers.restore(snapshot.markers, snapshot.authored);
         for (user, blocked) in snapshot.blocks {
             if let Some(user) = self.accounts.user(&user) {
                 user.blocked.lock().insert(blocked);

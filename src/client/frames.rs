@@ -234,6 +234,43 @@ pub enum Event {
         /// True: added; false: taken back.
         added: bool,
     },
+    /// This user's read marker moved on another connection (protocol 2): `room` or
+    /// `with` (the conversation's other party) names where.
+    Read {
+        /// The room, if in a room.
+        #[serde(default)]
+        room: Option<String>,
+        /// The other party, if in a conversation.
+        #[serde(default)]
+        with: Option<String>,
+        /// The seq now read up to.
+        seq: u64,
+    },
+    /// Someone started or stopped typing (protocol 2); `active: false` also when an
+    /// indicator expires.
+    Typing {
+        /// The room, if in a room.
+        #[serde(default)]
+        room: Option<String>,
+        /// In a DM: the typer.
+        #[serde(default)]
+        with: Option<String>,
+        /// Who is typing.
+        user: String,
+        /// Typing now, or stopped.
+        active: bool,
+    },
+    /// A user who shares a room or conversation with this one came online, went away
+    /// or offline (protocol 2).
+    Presence {
+        /// Whose status changed.
+        user: String,
+        /// `online`, `away` or `offline`.
+        status: String,
+        /// The `away` message, if any.
+        #[serde(default)]
+        message: Option<String>,
+    },
     /// A direct message to this user, or one this user sent from another connection,
     /// on a connection speaking protocol 2.
     #[serde(skip_deserializing)]
@@ -244,7 +281,7 @@ pub enum Event {
 }
 
 /// Event kinds that [`Event`] models; any other kind becomes [`Event::Other`].
-pub(super) const KNOWN_EVENTS: [&str; 13] = [
+pub(super) const KNOWN_EVENTS: [&str; 16] = [
     "message",
     "dm",
     "joined",
@@ -258,6 +295,9 @@ pub(super) const KNOWN_EVENTS: [&str; 13] = [
     "edited",
     "deleted",
     "reaction",
+    "read",
+    "typing",
+    "presence",
 ];
 
 /// The answer to `whoami`.
@@ -267,6 +307,9 @@ pub struct Whoami {
     pub user: String,
     /// The user's rooms, sorted.
     pub rooms: Vec<String>,
+    /// Read markers and unread counts (a server with `read_markers`; else empty).
+    #[serde(default)]
+    pub unread: crate::client::Unread,
 }
 
 /// The answer to `join`.
@@ -281,6 +324,9 @@ pub struct Joined {
     /// The room's last seq at the moment of joining (0 if none): messages up to it are
     /// history, later ones arrive as events.
     pub seq: u64,
+    /// Each member's presence (a server with `presence`; else empty).
+    #[serde(default)]
+    pub presence: std::collections::BTreeMap<String, crate::client::PresenceStatus>,
 }
 
 /// One room in the answer to `rooms`.

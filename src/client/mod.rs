@@ -65,6 +65,7 @@ mod edits;
 mod error;
 mod frames;
 mod ops;
+mod presence;
 mod rooms;
 mod stream;
 mod tls;
@@ -85,6 +86,7 @@ pub use frames::{
     Ban, Conversation, CreateOptions, DirectMessage, DmSent, Event, Hello, HistoryQuery, Joined,
     Limits, Message, MessageChanges, Place, Role, RoomInfo, SendOptions, Sent, Whoami,
 };
+pub use presence::{PresenceStatus, Target, Unread, UnreadCount};
 pub use stream::MAX_LINE;
 use stream::{Line, LineReader, Transport, excerpt, is_disconnect, is_timeout};
 #[cfg(feature = "cli")]
@@ -480,7 +482,12 @@ mod tests {
                 ..
             })
         ));
-        let future = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        let typing = json!({"event": "typing", "room": "r", "user": "bob", "active": true});
+        assert!(matches!(
+            event(typing, 2),
+            Event::Typing { active: true, .. }
+        ));
+        let future = json!({"event": "from_the_future", "room": "r", "seq": 1});
         assert_eq!(event(future.clone(), 2), Event::Other(future));
         let Value::Object(broken) = json!({"event": "topic", "room": "r"}) else {
             unreachable!()

@@ -11,6 +11,10 @@ use crate::error_code::ErrorCode;
 use crate::protocol::admin::{self, AdminOp, AdminRequest};
 use crate::protocol::edits::{self, ChangeOp, MessageRef};
 
+mod presence;
+
+pub(crate) use presence::Place;
+
 /// Longest `id`: a string's own bytes (decoded, quotes and escapes not counted), a
 /// number's text.
 const MAX_ID_LEN: usize = 64;
@@ -150,6 +154,19 @@ pub(crate) enum Request<'a> {
     Blocks,
     /// A server operator's op (`admin_*`).
     Admin(AdminRequest<'a>),
+    MarkRead {
+        place: Place<'a>,
+        seq: u64,
+    },
+    Unread,
+    Typing {
+        place: Place<'a>,
+        active: bool,
+    },
+    Away {
+        message: Option<Cow<'a, str>>,
+    },
+    Back,
 }
 
 /// A room and a user in it that a moderation op names.
@@ -423,11 +440,16 @@ pub(crate) enum OpKind {
     Delete,
     React,
     Unreact,
+    MarkRead,
+    Unread,
+    Typing,
+    Away,
+    Back,
 }
 
 impl OpKind {
     /// Every built-in op and its wire name: the first entries of the dispatch table.
-    pub(crate) const ALL: [(&'static str, OpKind); 45] = [
+    pub(crate) const ALL: [(&'static str, OpKind); 50] = [
         ("hello", OpKind::Hello),
         ("ping", OpKind::Ping),
         ("echo", OpKind::Echo),
@@ -473,6 +495,11 @@ impl OpKind {
         ("delete", OpKind::Delete),
         ("react", OpKind::React),
         ("unreact", OpKind::Unreact),
+        ("mark_read", OpKind::MarkRead),
+        ("unread", OpKind::Unread),
+        ("typing", OpKind::Typing),
+        ("away", OpKind::Away),
+        ("back", OpKind::Back),
     ];
 }
 
@@ -661,6 +688,9 @@ fn protocol2<'a>(head: &Head<'a>, kind: OpKind) -> Result<Request<'a>, Fault<'a>
         OpKind::Delete => change(head, ChangeOp::Delete)?,
         OpKind::React => change(head, ChangeOp::React)?,
         OpKind::Unreact => change(head, ChangeOp::Unreact)?,
+        OpKind::MarkRead | OpKind::Unread | OpKind::Typing | OpKind::Away | OpKind::Back => {
+            presence::parse(head, kind)?
+        }
         // `parse_request` reads the protocol-1 ops itself.
         _ => return Err(unknown_op(head)),
     };

@@ -51,6 +51,7 @@ pub(super) fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
             };
             run(tx, sql, params![user, blocked])?;
         }
+        Write::Marker { .. } => super::markers::apply(tx, write)?,
         _ => {}
     }
     Ok(())
@@ -125,7 +126,7 @@ pub(super) fn load(
     snapshot.blocks = blocks
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    Ok(())
+    super::markers::load(conn, snapshot)
 }
 
 /// The DMs between `viewer` and `with` that `viewer` sees: with `after`, the oldest

@@ -8,6 +8,7 @@
 
 pub(crate) mod backup;
 mod direct;
+mod markers;
 mod messages;
 mod offline;
 mod operators;
@@ -170,6 +171,12 @@ pub(crate) enum Write {
         room: String,
         user: String,
     },
+    /// `user`'s read marker in a room or conversation moved forward to `seq`.
+    Marker {
+        user: String,
+        place: MarkerPlace,
+        seq: u64,
+    },
     Message {
         room: String,
         seq: u64,
@@ -293,6 +300,21 @@ pub(crate) struct Changes {
     pub(crate) reactions: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// Where a read marker is: a room, or the conversation with a user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum MarkerPlace {
+    Room(String),
+    With(String),
+}
+
+/// A stored read marker: `user` has read `place` up to `seq`.
+#[derive(Debug, Clone)]
+pub(crate) struct MarkerRow {
+    pub(crate) user: String,
+    pub(crate) place: MarkerPlace,
+    pub(crate) seq: u64,
+}
+
 /// A stored direct message.
 #[derive(Debug, Clone)]
 pub(crate) struct DmRow {
@@ -411,6 +433,11 @@ pub(crate) struct Snapshot {
     pub(crate) blocks: Vec<(String, String)>,
     /// Accounts banned from the server, expired bans included.
     pub(crate) account_bans: Vec<AccountBanRow>,
+    /// Every read marker.
+    pub(crate) markers: Vec<MarkerRow>,
+    /// (room, sender, seq) of each room message newer than its sender's marker
+    /// there, by room then seq.
+    pub(crate) authored: Vec<(String, String, u64)>,
 }
 
 /// A store backend: where the writer's batches go and history is read from.

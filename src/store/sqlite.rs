@@ -73,8 +73,9 @@ const SCHEMA_V2: &str = "
 /// again), the last seq of deleted rooms (a room made again under the name goes
 /// on after it), replies, DM conversations (`dms`: one row per DM, `a` < `b` or
 /// a DM to oneself; `hidden`: from a user the recipient blocks, seen by the sender
-/// only), whose kept copies carry their seq, and accounts banned from the server by
-/// an operator.
+/// only), whose kept copies carry their seq, accounts banned from the server by an
+/// operator, and read markers (`kind`: `room`, or `dm` with `target` the other
+/// party).
 const SCHEMA_V3: &str = "
     ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
     ALTER TABLE memberships ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;
@@ -149,7 +150,13 @@ const SCHEMA_V3: &str = "
         seq INTEGER NOT NULL,
         emoji TEXT NOT NULL,
         user TEXT NOT NULL,
-        PRIMARY KEY (a, b, seq, emoji, user)) WITHOUT ROWID;";
+        PRIMARY KEY (a, b, seq, emoji, user)) WITHOUT ROWID;
+    CREATE TABLE read_markers (
+        user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user, kind, target)) WITHOUT ROWID;";
 
 /// The SQLite store of one data directory.
 pub(crate) struct Sqlite {
@@ -466,6 +473,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Result<()> {
         | Write::Edit { .. }
         | Write::DeleteMessage { .. }
         | Write::React { .. } => messages::apply(tx, write),
+        Write::Marker { .. } => direct::apply(tx, write),
         Write::KeepDm { .. }
         | Write::ClearDms { .. }
         | Write::PasswordHash { .. }
@@ -532,6 +540,7 @@ fn delete_user(tx: &rusqlite::Savepoint<'_>, name: &str, ts: u64) -> rusqlite::R
         "DELETE FROM invitations WHERE user = ?1",
         "DELETE FROM blocks WHERE user = ?1 OR blocked = ?1",
         "DELETE FROM nonces WHERE user = ?1",
+        "DELETE FROM read_markers WHERE user = ?1 OR (kind = 'dm' AND target = ?1)",
         "DELETE FROM pending_dms WHERE recipient = ?1",
         "DELETE FROM users WHERE name = ?1",
     ] {
@@ -681,6 +690,11 @@ fn apply_room_write(tx: &rusqlite::Savepoint<'_>, write: &Write) -> rusqlite::Re
                 )?;
             }
             run(tx, "DELETE FROM rooms WHERE name = ?1", params![room])?;
+            run(
+                tx,
+                "DELETE FROM read_markers WHERE kind = 'room' AND target = ?1",
+                params![room],
+            )?;
             run(
                 tx,
                 "INSERT OR REPLACE INTO deleted_rooms (name, last_seq) VALUES (?1, ?2)",

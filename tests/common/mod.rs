@@ -254,9 +254,16 @@ impl Line {
         self.read_frame(Instant::now() + TIMEOUT, "a frame")
     }
 
-    /// The next frame (queued first, then the socket).
+    /// The next frame (queued first, then the socket), passing over `presence`
+    /// events: they come whenever users log in or out (tests of them use
+    /// `expect_event`).
     pub fn recv(&mut self) -> Value {
-        self.recv_frame().value
+        loop {
+            let value = self.recv_frame().value;
+            if value["event"] != "presence" {
+                return value;
+            }
+        }
     }
 
     /// Sends `request` and returns the next response (a frame with `"ok"`); events
@@ -321,8 +328,10 @@ impl Line {
         }
     }
 
-    /// Asserts that nothing is queued and nothing arrives for `wait`.
+    /// Asserts that nothing is queued and nothing arrives for `wait` but `presence`
+    /// events (see `recv`).
     pub fn expect_silence(&mut self, wait: Duration) {
+        self.pending.retain(|f| f.value["event"] != "presence");
         assert!(
             self.pending.is_empty(),
             "{}: expected silence, but frames are queued: {:?}",
@@ -330,7 +339,13 @@ impl Line {
             self.pending_values()
         );
         let deadline = Instant::now() + wait;
-        match self.try_read_frame(deadline) {
+        let mut next = self.try_read_frame(deadline);
+        while let Ok(frame) = &next
+            && frame.value["event"] == "presence"
+        {
+            next = self.try_read_frame(deadline);
+        }
+        match next {
             Err(End::Timeout) => assert!(
                 self.buf.is_empty(),
                 "{}: expected silence, got partial line {:?}",

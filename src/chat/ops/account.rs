@@ -349,8 +349,9 @@ impl Chat {
         // Invitations kept for a protocol-2 connection (protocol 1 has no such
         // event), taken under the `online` lock as they are kept under it.
         let protocol = conn.tag.protocol();
-        let (kept, invites): (Vec<Bytes>, Vec<Bytes>) = {
+        let (kept, invites, first): (Vec<Bytes>, Vec<Bytes>, bool) = {
             let mut online = user.online.lock();
+            let first = online.is_empty();
             online.push(Arc::clone(conn));
             let mut inbox = user.inbox.lock();
             let frames = inbox.iter().map(|dm| dm.for_protocol(protocol));
@@ -364,7 +365,7 @@ impl Chat {
                 .drain(..fit)
                 .map(|dm| dm.for_protocol(protocol).clone())
                 .collect();
-            (kept, invites)
+            (kept, invites, first)
         };
         if !kept.is_empty() {
             writes.extend(out.durable(|| Write::ClearDms {
@@ -385,6 +386,9 @@ impl Chat {
                 .map(|frame| Effect::Send(Arc::clone(conn), frame)),
         );
         out.commit(std::mem::take(writes), effects);
+        if first {
+            self.announce_arrival(&user, out);
+        }
         if let Some(hook) = &self.hooks.logged_in {
             let _ = self.hook("login", || {
                 hook(&user.name, conn.peer);
@@ -400,7 +404,14 @@ impl Chat {
     pub(crate) fn log_out(&self, conn: &Peer, session: &mut Session) -> Option<TokenHash> {
         let login = session.login.take()?;
         conn.tag.set_user(None);
-        login.user.online.lock().retain(|peer| peer.key != conn.key);
+        let last = {
+            let mut online = login.user.online.lock();
+            online.retain(|peer| peer.key != conn.key);
+            online.is_empty()
+        };
+        if last {
+            self.announce_departure(&login.user);
+        }
         if self.accounts.release(&login.token) {
             self.store_quietly(vec![Write::TouchSession {
                 hash: login.token,
@@ -433,7 +444,8 @@ impl Chat {
         Some(
             Reply::ok(id)
                 .field("user", &user.name)
-                .field("rooms", &rooms),
+                .field("rooms", &rooms)
+                .field("unread", &self.unread_report(user)),
         )
     }
 }

@@ -21,11 +21,7 @@ use crate::chat::{Chat, Peer, Session, logged_in, now_ms};
 use crate::error_code::ErrorCode;
 use crate::protocol::json::{self as protocol, DmEvent, Reply};
 use crate::protocol::request::{HistoryQuery, Message, Page};
-use crate::store::{DmRow, Write};
-
-/// No read marker yet: every DM from the other party counts as unread (read markers
-/// are `mark_read`'s, issue 17 item 5).
-const NO_MARKER: u64 = 0;
+use crate::store::{DmRow, MarkerPlace, Write};
 
 impl Chat {
     /// `dm {to, text, nonce?, reply_to?}`: answers `seq` and `ts` once stored.
@@ -258,8 +254,10 @@ impl Chat {
                 let state = c.state.lock();
                 let (seq, ts) = state.last_seen(side);
                 let with = &c.users[1 - side];
-                (seq > 0 && after_cursor(ts, with))
-                    .then(|| (ts, with.clone(), seq, state.unread(side, NO_MARKER)))
+                (seq > 0 && after_cursor(ts, with)).then(|| {
+                    let marker = self.markers.get(user, &MarkerPlace::With(with.clone()));
+                    (ts, with.clone(), seq, state.unread(side, marker))
+                })
             })
             .collect();
         rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));

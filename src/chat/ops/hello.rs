@@ -27,6 +27,9 @@ const FEATURES: &[&str] = &[
     "admin",
     "edits",
     "reactions",
+    "read_markers",
+    "typing",
+    "presence",
 ];
 
 /// `hello`'s `limits`: sizes in bytes, `idle_timeout` in seconds, `max_frame_rate`

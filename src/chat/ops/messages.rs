@@ -51,6 +51,7 @@ impl Chat {
         let reply_to = message.reply_to;
         let (seq, ts, frame) = state.append(&room.name, &user.name, text, reply_to, now_ms());
         self.metrics.messages.inc();
+        self.markers.authored(&room.name, &user.name, seq);
         let ok = Reply::ok(id).field("seq", &seq).field("ts", &ts).finish();
         let answer = Answer { seq, ts };
         let nonce_write = used.as_mut().map(|(nonce, used)| {

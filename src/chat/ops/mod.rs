@@ -13,8 +13,10 @@ mod edits;
 mod hello;
 mod idempotency;
 mod invites;
+mod markers;
 mod messages;
 mod moderation;
+mod presence;
 mod profile;
 mod rooms;
 
@@ -229,7 +231,8 @@ impl Chat {
         (result, Step::Next)
     }
 
-    /// Runs a protocol-2 room op (`moderation`, `invites`).
+    /// Runs a protocol-2 room op (`moderation`, `invites`) or a marker, typing or
+    /// presence op (`markers`, `presence`).
     fn run_moderation(
         &self,
         conn: &Peer,
@@ -269,6 +272,16 @@ impl Chat {
                 let change = Change::React { emoji: &emoji, on };
                 self.change_message(conn, session, id, &target, change, out)
             }
+            Request::MarkRead { place, seq } => self.mark_read(conn, session, id, &place, seq, out),
+            Request::Unread => Ok(Some(self.unread(session, id))),
+            Request::Typing { place, active } => {
+                self.typing(conn, session, id, &place, active, out)
+            }
+            Request::Away { message } => {
+                let away = Some(message.map(|m| m.into_owned()));
+                Ok(Some(self.set_away(conn, session, id, away, out)))
+            }
+            Request::Back => Ok(Some(self.set_away(conn, session, id, None, out))),
             _ => unreachable!("`run` handles every other op"),
         }
     }

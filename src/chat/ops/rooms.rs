@@ -146,12 +146,12 @@ impl Chat {
         }
         let joined = now_ms();
         let added = state.add_member(user, Role::Member, joined);
-        let members: Vec<&String> = state.members.keys().collect();
         let ok = Reply::ok(id)
             .field("room", &room.name)
             .field("topic", &state.topic)
-            .field("members", &members)
+            .field("members", &state.members.keys().collect::<Vec<_>>())
             .field("roles", &state.roles())
+            .field("presence", &self.presence_of(state.members.keys()))
             .field("seq", &state.last_seq)
             .finish();
         if !added {
@@ -160,6 +160,7 @@ impl Chat {
             return Ok(None);
         }
         user.rooms.lock().insert(room.name.clone());
+        let marked = self.join_marker(&user.name, &room.name, state.last_seq);
         // An invitation lets one in once.
         let invited = state.access.invited.remove(&user.name);
         if invited {
@@ -183,6 +184,7 @@ impl Chat {
                 user: user.name.clone(),
                 joined,
             }];
+            writes.extend(marked);
             if invited {
                 writes.push(Write::Uninvite {
                     room: room.name.clone(),
@@ -338,7 +340,8 @@ impl Chat {
             Reply::ok(id)
                 .field("room", &room.name)
                 .field("members", &members)
-                .field("roles", &state.roles()),
+                .field("roles", &state.roles())
+                .field("presence", &self.presence_of(state.members.keys())),
         ))
     }
 }

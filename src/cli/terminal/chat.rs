@@ -9,7 +9,8 @@ use jiff::tz::TimeZone;
 
 use crate::ErrorCode;
 use crate::client::{
-    Client, ClientError, Event, HistoryQuery, Message, SendOptions, TlsOptions, fresh_nonce,
+    Client, ClientError, Event, HistoryQuery, Message, SendOptions, Target as ReadTarget,
+    TlsOptions, fresh_nonce,
 };
 use crate::terminal::admin::PasswordFor;
 use crate::terminal::screen::{Input, Keyboard, Screen};
@@ -117,6 +118,8 @@ pub(super) struct Chat {
     pub(super) zone: TimeZone,
     /// The next typed line is a password (`/admin set-password`, `/admin signup`).
     pub(super) password_for: Option<PasswordFor>,
+    /// When each (user, room or partner) typing indicator was last shown.
+    pub(super) typing_shown: std::collections::HashMap<(String, String), Instant>,
 }
 
 impl Chat {
@@ -187,6 +190,10 @@ impl Chat {
                 return;
             }
             self.seen = message.seq;
+            self.mark_read(ReadTarget::Room(&message.room), message.seq);
+        }
+        if !self.worth_showing(&event) {
+            return;
         }
         let line = format_event(&event, Timestamp::now(), &self.zone);
         self.screen.line(line);
@@ -248,6 +255,8 @@ impl Chat {
                 Ok(flow) => return flow,
                 Err(e) => Err(e),
             },
+            Command::Away(message) => self.away(message),
+            Command::Back => self.away_back(),
             Command::Block(user) => self.block(&user, true),
             Command::Unblock(user) => self.block(&user, false),
             room_command => self.moderate(room_command),
@@ -259,7 +268,7 @@ impl Chat {
     }
 
     /// Shows a server's refusal; any other failure means the connection is gone.
-    fn fail(&mut self, e: ClientError) {
+    pub(super) fn fail(&mut self, e: ClientError) {
         match e {
             ClientError::Server { .. } => self.screen.error(&e),
             other => self.lost(other),
@@ -380,6 +389,7 @@ impl Chat {
 
     fn rooms(&mut self) -> Result<(), ClientError> {
         let rooms = self.call(Client::rooms)?;
+        let unread = self.unread_counts();
         if rooms.is_empty() {
             self.screen.notice("no rooms yet: /create ROOM makes one");
         }
@@ -388,7 +398,8 @@ impl Chat {
                 "" => String::new(),
                 topic => format!(": {topic}"),
             };
-            let line = format!("  {} ({} members){topic}", info.room, info.members);
+            let unread = self.unread_words(unread.as_ref(), &info.room);
+            let line = format!("  {} ({} members{unread}){topic}", info.room, info.members);
             self.screen.line(line);
         }
         Ok(())
@@ -437,6 +448,9 @@ impl Chat {
         for message in messages {
             let line = format_message(message, &self.zone);
             self.screen.line(line);
+        }
+        if let Some(last) = messages.last() {
+            self.mark_read(ReadTarget::Room(&last.room), last.seq);
         }
     }
 

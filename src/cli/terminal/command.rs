@@ -4,7 +4,7 @@ use crate::terminal::admin::{self, AdminCommand};
 
 /// Every command with its usage and what it does: `/help` prints this table, and a
 /// usage error quotes the usage from it.
-const COMMANDS: [(&str, &str); 27] = [
+const COMMANDS: [(&str, &str); 29] = [
     (
         "/join ROOM",
         "join ROOM, make it the current room, show its last messages",
@@ -82,6 +82,11 @@ const COMMANDS: [(&str, &str); 27] = [
         admin::USAGE,
         "server operators only: close, ban, list connections, announce, reload, set passwords, make accounts",
     ),
+    (
+        "/away [MESSAGE]",
+        "show as away to those who share a room or conversation with you",
+    ),
+    ("/back", "no longer away"),
     ("/help", "show this list"),
     (
         "/quit",
@@ -181,6 +186,10 @@ pub enum Command {
     Password,
     /// `/delete-account` (the password and a confirmation are asked for afterwards).
     DeleteAccount,
+    /// `/away [MESSAGE]`: show as away to others.
+    Away(Option<String>),
+    /// `/back`: no longer away.
+    Back,
     /// `/quit`.
     Quit,
     /// `/help`.
@@ -297,6 +306,8 @@ fn protocol2(name: &str, args: &str) -> Result<Command, ParseError> {
             let (seq, emoji) = seq_and_rest(args, "/react")?;
             Command::React { seq, emoji }
         }
+        "away" => Command::Away((!args.trim().is_empty()).then(|| args.trim().to_owned())),
+        "back" => bare(args, "/back", Command::Back)?,
         _ => return Err(ParseError::Unknown(format!("/{name}"))),
     };
     Ok(command)
@@ -460,6 +471,12 @@ mod tests {
         assert_eq!(parsed("/private on"), Command::Private(true));
         assert_eq!(parsed("/private off"), Command::Private(false));
         assert_eq!(parsed("/delete-room"), Command::DeleteRoom);
+        assert_eq!(parsed("/away"), Command::Away(None));
+        assert_eq!(
+            parsed("/away  at lunch "),
+            Command::Away(Some("at lunch".into()))
+        );
+        assert_eq!(parsed("/back"), Command::Back);
         assert_eq!(parsed("/block eve"), Command::Block("eve".into()));
         assert_eq!(parsed("/unblock eve"), Command::Unblock("eve".into()));
         assert_eq!(parsed("/password"), Command::Password);

@@ -78,6 +78,33 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             frame["by"].as_str().unwrap_or("the server"),
             frame["text"].as_str().unwrap_or_default()
         ),
+        Event::Read { room, with, seq } => match (room, with) {
+            (Some(room), _) => format!("{at} [{room}] * read up to #{seq} elsewhere"),
+            (_, with) => format!(
+                "{at} [dm {}] * read up to #{seq} elsewhere",
+                with.as_deref().unwrap_or("?")
+            ),
+        },
+        Event::Typing {
+            room, user, active, ..
+        } => {
+            let place = room.as_ref().map_or("dm", String::as_str);
+            let doing = if *active {
+                "is typing…"
+            } else {
+                "stopped typing"
+            };
+            format!("{at} [{place}] * {user} {doing}")
+        }
+        Event::Presence {
+            user,
+            status,
+            message,
+        } => match (status.as_str(), message) {
+            ("away", Some(message)) => format!("{at} * {user} is away: {message}"),
+            ("offline", _) => format!("{at} * {user} went offline"),
+            (status, _) => format!("{at} * {user} is {status}"),
+        },
         Event::Other(frame) => format!("{at} * event {frame}"),
     };
     printable(&line)

@@ -24,8 +24,10 @@ mod edits;
 mod error;
 mod format;
 mod moderation;
+mod presence;
 mod screen;
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, IsTerminal};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -120,6 +122,7 @@ pub fn run(options: Options) -> Result<(), TerminalError> {
         screen,
         zone: TimeZone::system(),
         password_for: None,
+        typing_shown: HashMap::new(),
     };
     chat.screen.notice(format!(
         "logged in as {}; /help lists the commands",
