@@ -1,12 +1,12 @@
 //! The fields of the server operators' ops (`admin_*`, issue 23): parsed here, apart
-//! from `request`, which hands them over as [`Request::Admin`].
+//! from `request`, which hands them over as `Request::Admin`.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 
 use crate::error_code::ErrorCode;
-use crate::protocol::request::{Fault, Head, Page, Request, fields, page};
+use crate::protocol::envelope::{Fault, Head, Page, fields, page};
 
 /// The operators' ops, by the name a request gives in `op`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ struct Credentials<'a> {
 }
 
 /// Reads the fields of operator op `op` from the frame.
-pub(crate) fn parse<'a>(head: &Head<'a>, op: AdminOp) -> Result<Request<'a>, Fault<'a>> {
+pub(crate) fn parse<'a>(head: &Head<'a>, op: AdminOp) -> Result<AdminRequest<'a>, Fault<'a>> {
     let request = match op {
         AdminOp::Kill | AdminOp::Ban | AdminOp::Unban => {
             let UserFields {
@@ -129,5 +129,5 @@ pub(crate) fn parse<'a>(head: &Head<'a>, op: AdminOp) -> Result<Request<'a>, Fau
         }
         AdminOp::Reload => AdminRequest::Reload,
     };
-    Ok(Request::Admin(request))
+    Ok(request)
 }
