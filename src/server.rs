@@ -30,10 +30,13 @@ use crate::transport::worker;
 #[non_exhaustive]
 pub enum ServerError {
     /// The listening socket could not be opened.
-    #[error("{}", bind_message(addr, source))]
+    #[error("{}", bind_message(addr, flag, source))]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
+        /// The flag that sets it (`--addr`, `--tls-listen`, `--metrics-addr`), for
+        /// the message.
+        flag: &'static str,
         /// What the OS said.
         source: io::Error,
     },
@@ -55,11 +58,11 @@ pub enum ServerError {
     Tls(String),
 }
 
-fn bind_message(addr: &SocketAddr, source: &io::Error) -> String {
+fn bind_message(addr: &SocketAddr, flag: &str, source: &io::Error) -> String {
     if source.kind() == io::ErrorKind::AddrInUse {
         format!(
             "cannot listen on {addr}: the address is in use (is another server running there? \
-             choose another with --addr)"
+             choose another with {flag})"
         )
     } else {
         format!("cannot listen on {addr}: {source}")
@@ -154,7 +157,7 @@ impl Server {
                     .map_err(ServerError::Store)?,
             ),
         };
-        let (main, local_addr) = listen(config.addr)?;
+        let (main, local_addr) = listen(config.addr, "--addr")?;
         let mut listeners = Vec::new();
         let tls_addr = match (tls, config.tls.as_ref().and_then(|t| t.listen)) {
             (None, _) => {
@@ -176,7 +179,7 @@ impl Server {
                     socket: main,
                     tls: None,
                 });
-                let (socket, tls_addr) = listen(addr)?;
+                let (socket, tls_addr) = listen(addr, "--tls-listen")?;
                 listeners.push(Listener {
                     socket,
                     tls: Some(Arc::clone(&live)),
@@ -185,7 +188,7 @@ impl Server {
             }
         };
         let metrics = match config.metrics_addr {
-            Some(addr) => Some(listen(addr)?.0),
+            Some(addr) => Some(listen(addr, "--metrics-addr")?.0),
             None => None,
         };
         let poller = Arc::new(Poller::new().map_err(ServerError::Poller)?);
@@ -256,8 +259,8 @@ impl Server {
 }
 
 /// Opens a non-blocking listening socket.
-fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
-    let bind_err = |source| ServerError::Bind { addr, source };
+fn listen(addr: SocketAddr, flag: &'static str) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr, flag, source };
     let listener = TcpListener::bind(addr).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;
     let bound = listener.local_addr().map_err(bind_err)?;

@@ -145,7 +145,7 @@ const KEYS: &[Key] = &[
         "max-conns",
         "10000",
         true,
-        "most connections at once (live up to the start value)",
+        "most connections at once; more than at start-up needs a restart",
     ),
     key(
         "max-conns-per-ip",
