@@ -118,16 +118,7 @@ impl Server {
     }
 
     fn bind_with(mut config: Config, mut extensions: Extensions) -> Result<Server, ServerError> {
-        for note in config.fit_default_limits() {
-            log::info!("{note}");
-        }
-        config.check().map_err(ServerError::Config)?;
-        if let Some(level) = config.log_level {
-            log::set_max_level(level);
-        }
-        if let Some(warning) = crate::transport::fdlimit::fit(config.max_conns) {
-            log::warn!("{warning}");
-        }
+        settle(&mut config)?;
         let store = match (config.mode, &config.storage) {
             (Mode::Chat, Storage::Dir(dir)) => Some(
                 Store::open(dir, config.sync, config.history_len).map_err(ServerError::Store)?,
@@ -142,13 +133,7 @@ impl Server {
         let reloader = Reloader::new(Arc::clone(&live), config.clone());
         // `admin_reload` does what SIGHUP does (unless the embedder set its own).
         if extensions.hooks.reload.is_none() {
-            let by_op = reloader.clone();
-            extensions.hooks.reload = Some(Arc::new(move || {
-                by_op
-                    .reload()
-                    .map(|report| report.to_string())
-                    .map_err(|e| e.to_string())
-            }));
+            extensions.hooks.reload = Some(reload_hook(reloader.clone()));
         }
         let chat = match config.mode {
             Mode::Echo => None,
@@ -566,4 +551,31 @@ impl ServerBuilder {
     fn fail(&mut self, error: ServerError) {
         self.error.get_or_insert(error);
     }
+}
+
+/// Fits the limits left at their defaults to those given, checks the whole, and
+/// applies what the process needs first (log level, open-file limit).
+fn settle(config: &mut Config) -> Result<(), ServerError> {
+    for note in config.fit_default_limits() {
+        log::info!("{note}");
+    }
+    config.check().map_err(ServerError::Config)?;
+    if let Some(level) = config.log_level {
+        log::set_max_level(level);
+    }
+    if let Some(warning) = crate::transport::fdlimit::fit(config.max_conns) {
+        log::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// `admin_reload` as SIGHUP does it: re-read the `--config` file and apply it,
+/// answering the report in words.
+fn reload_hook(reloader: Reloader) -> Arc<crate::chat::command::ReloadHook> {
+    Arc::new(move || {
+        reloader
+            .reload()
+            .map(|report| report.to_string())
+            .map_err(|e| e.to_string())
+    })
 }

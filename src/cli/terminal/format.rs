@@ -45,6 +45,21 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             format!("{at} * {by} invited you to {room}: /join {room} to enter")
         }
         Event::RoomDeleted { room, by } => format!("{at} [{room}] * {by} deleted the room"),
+        Event::Other(frame) if frame["event"] == "announcement" => format!(
+            "{at} * announcement from {}: {}",
+            frame["by"].as_str().unwrap_or("the server"),
+            frame["text"].as_str().unwrap_or_default()
+        ),
+        Event::Other(frame) => format!("{at} * event {frame}"),
+        activity => activity_words(activity, &at),
+    };
+    printable(&line)
+}
+
+/// What people do to messages and how they are (protocol 2): edits, deletions,
+/// reactions, reads on another device, typing, presence.
+fn activity_words(event: &Event, at: &str) -> String {
+    match event {
         Event::Edited {
             room,
             with,
@@ -73,11 +88,6 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
                 place(room, with)
             )
         }
-        Event::Other(frame) if frame["event"] == "announcement" => format!(
-            "{at} * announcement from {}: {}",
-            frame["by"].as_str().unwrap_or("the server"),
-            frame["text"].as_str().unwrap_or_default()
-        ),
         Event::Read { room, with, seq } => match (room, with) {
             (Some(room), _) => format!("{at} [{room}] * read up to #{seq} elsewhere"),
             (_, with) => format!(
@@ -105,9 +115,8 @@ pub fn format_event(event: &Event, now: Timestamp, zone: &TimeZone) -> String {
             ("offline", _) => format!("{at} * {user} went offline"),
             (status, _) => format!("{at} * {user} is {status}"),
         },
-        Event::Other(frame) => format!("{at} * event {frame}"),
-    };
-    printable(&line)
+        other => format!("{at} * {other:?}"),
+    }
 }
 
 /// `[room]`, or `[dm USER]` for an event about a DM conversation.
