@@ -15,33 +15,10 @@ fn change_password(line: &mut Line, old: &str, new: &str) -> Value {
     line.request(json!({"op": "change_password", "old_password": old, "new_password": new}))
 }
 
-fn login_with(line: &mut Line, user: &str, password: &str) -> Value {
-    line.request(json!({"op": "login", "user": user, "password": password}))
-}
-
-/// The `closing` event a connection gets before the server closes it.
-fn closing_reason(line: &mut Line) -> Value {
-    let frames = line.read_until_closed(Duration::from_secs(10));
-    let closing: Vec<&Value> = frames.iter().filter(|f| f["event"] == "closing").collect();
-    assert_eq!(
-        closing.len(),
-        1,
-        "{}: one closing event: {frames:?}",
-        line.name
-    );
-    closing[0]["reason"].clone()
-}
-
 #[test]
 fn hello_names_the_accounts_feature() {
     let (_server, addr) = start_chat();
-    let r = Line::connect(addr).hello();
-    assert!(
-        r["features"]
-            .as_array()
-            .is_some_and(|f| f.contains(&json!("accounts"))),
-        "{r}"
-    );
+    assert_features(&Line::connect(addr).hello(), &["accounts"]);
 }
 
 #[test]

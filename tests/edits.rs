@@ -48,13 +48,7 @@ fn by_seq(list: &[Value], seq: u64) -> Value {
 fn only_the_author_edits_and_protocol_2_members_hear_of_it() {
     let (_server, addr) = start_chat();
     let (mut ada, mut bob, mut cy) = lobby(addr);
-    let features = ada.hello()["features"].clone();
-    for feature in ["edits", "reactions"] {
-        assert!(
-            features.as_array().unwrap().contains(&json!(feature)),
-            "{features}"
-        );
-    }
+    assert_features(&ada.hello(), &["edits", "reactions"]);
     let seq = ada.say("lobby", "helo")["seq"].as_u64().unwrap();
     bob.expect_event("message");
     cy.expect_event("message");

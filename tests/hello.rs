@@ -22,12 +22,7 @@ fn hello_names_the_server_its_version_and_limits() {
     assert_eq!(r["server"], "parlor");
     assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(r["protocol"], 1, "no protocol named: 1");
-    assert!(
-        r["features"]
-            .as_array()
-            .is_some_and(|f| f.contains(&json!("roles"))),
-        "{r}"
-    );
+    assert_features(&r, &["roles"]);
     let limits = &r["limits"];
     assert_eq!(limits["max_frame"], 8192);
     assert_eq!(limits["max_text"], 1000);

@@ -528,6 +528,35 @@ pub fn second(addr: SocketAddr, user: &str) -> Line {
     c
 }
 
+/// `login` with `password`, the answer as it comes (success or not).
+pub fn login_with(line: &mut Line, user: &str, password: &str) -> Value {
+    line.request(serde_json::json!({"op": "login", "user": user, "password": password}))
+}
+
+/// The reason of the one `closing` event a connection gets before the server closes it.
+pub fn closing_reason(line: &mut Line) -> Value {
+    let frames = line.read_until_closed(Duration::from_secs(10));
+    let closing: Vec<&Value> = frames.iter().filter(|f| f["event"] == "closing").collect();
+    assert_eq!(
+        closing.len(),
+        1,
+        "{}: one closing event: {frames:?}",
+        line.name
+    );
+    closing[0]["reason"].clone()
+}
+
+/// Asserts that a `hello` answer names each of `features`.
+pub fn assert_features(hello: &Value, features: &[&str]) {
+    let named = hello["features"].as_array().cloned().unwrap_or_default();
+    for feature in features {
+        assert!(
+            named.contains(&Value::from(*feature)),
+            "hello does not name `{feature}`: {hello}"
+        );
+    }
+}
+
 /// The bytes of `value` as one frame.
 pub fn line_of(value: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(value).unwrap();
