@@ -259,11 +259,12 @@ pub(crate) fn run_committed(
     let mut flusher = Flusher::default();
     let mut followups = Vec::new();
     for (deferred, committed) in batch {
+        if !committed {
+            fail_all(deferred.effects);
+            deferred.owner.done();
+            continue;
+        }
         for effect in deferred.effects {
-            if !committed {
-                effect.fail();
-                continue;
-            }
             match effect {
                 Effect::Room(room, event) => {
                     event.commit(&mut room.state.lock());
@@ -443,9 +444,19 @@ pub(crate) fn submit(
         owner: Arc::clone(owner),
     };
     if let Err(refused) = store.submit(writes, deferred) {
-        for effect in refused.effects {
-            effect.fail();
-        }
+        fail_all(refused.effects);
         refused.owner.done();
+    }
+}
+
+/// Fails a request's effects whose writes were not stored. Memory is put back first,
+/// then the requester is disconnected: a client that reconnects the moment it is cut
+/// off finds the state as it was (an account whose deletion failed logs in again).
+fn fail_all(effects: Vec<Effect>) {
+    let (undos, rest): (Vec<Effect>, Vec<Effect>) = effects
+        .into_iter()
+        .partition(|effect| matches!(effect, Effect::Undo(_)));
+    for effect in undos.into_iter().chain(rest) {
+        effect.fail();
     }
 }
